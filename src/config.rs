@@ -1,0 +1,239 @@
+//! Worker configuration, read from `[vars]` in `wrangler.toml` (and secrets) once per request.
+//!
+//! Parsing is a pure function of a variable lookup so that every default and every error
+//! message is unit-tested; the adapter passes `env.var(..)`.
+
+use std::fmt;
+use url::Url;
+
+/// What to do with a trailing slash on a path (the root `/` is never changed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrailingSlash {
+    /// `/a` and `/a/` are different pages (the safe default: the origin decides).
+    Keep,
+    /// `/a/` is cached and fetched as `/a`.
+    Strip,
+    /// `/a` is cached and fetched as `/a/` (except paths whose last segment has a dot, like `/feed.xml`).
+    Add,
+}
+
+/// Which query parameters are part of the cache key (and forwarded to the origin).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryParams {
+    /// Keep every parameter except well-known tracking ones (`utm_*`, `fbclid`, `gclid`, ...).
+    AllButTracking,
+    /// Keep only these names; an entry ending in `*` matches a prefix.
+    Only(Vec<String>),
+}
+
+/// Tracking parameters that never change page content; dropped even under `*`.
+pub const TRACKING_PARAMS: &[&str] = &["utm_*", "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "_ga", "_gl", "ref_src"];
+
+impl QueryParams {
+    /// Whether parameter `name` is kept in the key.
+    pub fn keeps(&self, name: &str) -> bool {
+        match self {
+            QueryParams::AllButTracking => !TRACKING_PARAMS.iter().any(|p| name_matches(p, name)),
+            QueryParams::Only(list) => list.iter().any(|p| name_matches(p, name)),
+        }
+    }
+}
+
+/// `pattern` is an exact name, or a prefix followed by `*`.
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// Everything the engine needs to know about the deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Base URL of the upstream that renders pages (`ORIGIN_URL`).
+    pub origin: Url,
+    /// Revalidate time when the origin says nothing (`DEFAULT_REVALIDATE`, seconds).
+    pub default_revalidate_s: u32,
+    /// Revalidate time for 404/410 pages when the origin says nothing (`NOT_FOUND_REVALIDATE`).
+    pub not_found_revalidate_s: u32,
+    /// Cache namespace, part of every key (`CACHE_VERSION`): change it to start from an empty cache.
+    pub cache_version: String,
+    /// Query parameters kept in the key (`CACHE_QUERY_PARAMS`: comma list, `*` for all but tracking).
+    pub query_params: QueryParams,
+    /// Cookies whose presence means "personalised: do not cache" (`BYPASS_COOKIES`).
+    pub bypass_cookies: Vec<String>,
+    /// Host names the cache answers for (`CACHE_HOSTS`); others are keyed as the first one.
+    /// Empty: the request's own host.
+    pub cache_hosts: Vec<String>,
+    /// Trailing slash policy (`TRAILING_SLASH`: keep, strip or add).
+    pub trailing_slash: TrailingSlash,
+    /// How long a visitor waits for the origin on a MISS (`ORIGIN_TIMEOUT_MS`).
+    pub origin_timeout_ms: u64,
+    /// How long a background regeneration waits for the origin (`REGENERATE_TIMEOUT_MS`, < 30 s).
+    pub regenerate_timeout_ms: u64,
+    /// Path of the on-demand revalidation webhook (`REVALIDATE_PATH`).
+    pub revalidate_path: String,
+}
+
+/// A variable that is missing or malformed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable's name.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration variable {}: {}", self.var, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Longest time background work may run after a response on Workers (`waitUntil`), in ms.
+pub const WAIT_UNTIL_LIMIT_MS: u64 = 30_000;
+
+impl Config {
+    /// Reads the configuration through `var` (a lookup of `[vars]` by name).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &'static str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let origin_raw = get("ORIGIN_URL").ok_or(ConfigError {
+            var: "ORIGIN_URL",
+            problem: "is not set; set it to the base URL of the site to cache".into(),
+        })?;
+        let origin = Url::parse(&origin_raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or(ConfigError {
+                var: "ORIGIN_URL",
+                problem: format!("{origin_raw:?} is not an absolute http(s) URL"),
+            })?;
+        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or(ConfigError {
+                    var: name,
+                    problem: format!("{v:?} is not a whole number between 0 and {max}"),
+                }),
+            }
+        };
+        let one_year = 365 * 24 * 3600;
+        let cache_version = get("CACHE_VERSION").unwrap_or_else(|| "1".into());
+        if cache_version.len() > 32 || !cache_version.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(ConfigError {
+                var: "CACHE_VERSION",
+                problem: "use at most 32 letters, digits, '.', '_' or '-'".into(),
+            });
+        }
+        let list = |name: &'static str| -> Vec<String> {
+            get(name)
+                .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default()
+        };
+        let params = list("CACHE_QUERY_PARAMS");
+        let query_params = if params.iter().any(|p| p == "*") {
+            QueryParams::AllButTracking
+        } else {
+            QueryParams::Only(params)
+        };
+        let trailing_slash = match get("TRAILING_SLASH").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("keep") => TrailingSlash::Keep,
+            Some("strip") => TrailingSlash::Strip,
+            Some("add") => TrailingSlash::Add,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "TRAILING_SLASH",
+                    problem: format!("{other:?} is not one of keep, strip, add"),
+                })
+            }
+        };
+        let revalidate_path = get("REVALIDATE_PATH").unwrap_or_else(|| "/api/revalidate".into());
+        if !revalidate_path.starts_with('/') {
+            return Err(ConfigError {
+                var: "REVALIDATE_PATH",
+                problem: "must start with '/'".into(),
+            });
+        }
+        Ok(Config {
+            origin,
+            default_revalidate_s: number("DEFAULT_REVALIDATE", 60, one_year)? as u32,
+            not_found_revalidate_s: number("NOT_FOUND_REVALIDATE", 30, one_year)? as u32,
+            cache_version,
+            query_params,
+            bypass_cookies: get("BYPASS_COOKIES").map_or_else(default_bypass_cookies, |_| list("BYPASS_COOKIES")),
+            cache_hosts: list("CACHE_HOSTS").into_iter().map(|h| h.to_ascii_lowercase()).collect(),
+            trailing_slash,
+            origin_timeout_ms: number("ORIGIN_TIMEOUT_MS", 10_000, 120_000)?,
+            regenerate_timeout_ms: number("REGENERATE_TIMEOUT_MS", 20_000, WAIT_UNTIL_LIMIT_MS - 5_000)?,
+            revalidate_path,
+        })
+    }
+
+    /// A configuration for tests: origin `http://origin.test`, defaults everywhere else.
+    pub fn for_origin(origin: &str) -> Config {
+        let origin = origin.to_string();
+        Config::from_vars(move |name| (name == "ORIGIN_URL").then(|| origin.clone()))
+            .expect("test origin URL is valid")
+    }
+}
+
+/// Session and preview cookies of common frameworks: their presence means a personalised page.
+fn default_bypass_cookies() -> Vec<String> {
+    ["__session", "__prerender_bypass", "__next_preview_data", "wordpress_logged_in_*"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let owned: Vec<(String, String)> = pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        move |n| owned.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_origin_is_set() {
+        let c = Config::from_vars(vars(&[("ORIGIN_URL", "https://example.com")])).unwrap();
+        assert_eq!(c.default_revalidate_s, 60);
+        assert_eq!(c.not_found_revalidate_s, 30);
+        assert_eq!(c.cache_version, "1");
+        assert_eq!(c.query_params, QueryParams::Only(vec![]));
+        assert_eq!(c.trailing_slash, TrailingSlash::Keep);
+        assert!(c.bypass_cookies.contains(&"__session".to_string()));
+        assert_eq!(c.revalidate_path, "/api/revalidate");
+    }
+
+    #[test]
+    fn missing_or_bad_values_name_the_variable() {
+        assert_eq!(Config::from_vars(vars(&[])).unwrap_err().var, "ORIGIN_URL");
+        assert_eq!(Config::from_vars(vars(&[("ORIGIN_URL", "ftp://x")])).unwrap_err().var, "ORIGIN_URL");
+        let bad = [
+            ("DEFAULT_REVALIDATE", "soon"),
+            ("CACHE_VERSION", "a/b"),
+            ("TRAILING_SLASH", "maybe"),
+            ("REGENERATE_TIMEOUT_MS", "60000"),
+            ("REVALIDATE_PATH", "api"),
+        ];
+        for (name, value) in bad {
+            let err = Config::from_vars(vars(&[("ORIGIN_URL", "http://o.test"), (name, value)])).unwrap_err();
+            assert_eq!(err.var, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn query_allow_list_supports_prefixes_and_star() {
+        let c = Config::from_vars(vars(&[("ORIGIN_URL", "http://o.test"), ("CACHE_QUERY_PARAMS", "page, filter_*")])).unwrap();
+        assert!(c.query_params.keeps("page"));
+        assert!(c.query_params.keeps("filter_color"));
+        assert!(!c.query_params.keeps("utm_source"));
+        let all = Config::from_vars(vars(&[("ORIGIN_URL", "http://o.test"), ("CACHE_QUERY_PARAMS", "*")])).unwrap();
+        assert!(all.query_params.keeps("anything"));
+        assert!(!all.query_params.keeps("utm_campaign"));
+        assert!(!all.query_params.keeps("fbclid"));
+    }
+}

@@ -1,0 +1,253 @@
+//! The ISR engine: decides, for each request, between HIT, STALE, MISS and BYPASS.
+//!
+//! Life of a request (compare pingora-cache's phases):
+//! 1. [`policy::classify_request`] — BYPASS (method, credentials, unkeyable URL) or a key.
+//! 2. One KV read of the page ([`Engine::read_page`]).
+//! 3. [`freshness`] of what was read:
+//!    - fresh → HIT, answered from the stored page;
+//!    - stale → STALE, answered from the stored page, and a regeneration is handed to background
+//!      work (one per page per isolate, plus a best-effort lease across isolates);
+//!    - none (or expired by a hard invalidation) → MISS: render from the origin while the visitor
+//!      waits (one render per page per isolate, shared by concurrent visitors), answer, and write
+//!      the page in the background.
+//!
+//! Every dependency is a trait, so the same code runs on Workers and in native tests.
+
+mod regenerate;
+mod render;
+mod write;
+
+use crate::background::Background;
+use crate::clock::Clock;
+use crate::conditional::if_none_match_matches;
+use crate::config::Config;
+use crate::freshness::{freshness, Freshness};
+use crate::http::{Body, Request, Response};
+use crate::key::CacheKey;
+use crate::layout;
+use crate::lease::IsolateState;
+use crate::log::{Level, Logger};
+use crate::meta::{PageMeta, StoredPage};
+use crate::origin::{Origin, OriginError};
+use crate::policy::{self, RequestDecision};
+use crate::state::{BypassReason, CacheState};
+use crate::store::KvStore;
+use std::rc::Rc;
+
+pub use render::RenderOutcome;
+
+/// Response header carrying the cache state.
+pub const CACHE_STATE_HEADER: &str = "x-isr-cache";
+/// Response header carrying the reason of a BYPASS.
+pub const BYPASS_REASON_HEADER: &str = "x-isr-reason";
+/// `Cache-Control` sent to browsers when the origin gave none: browsers revalidate every time
+/// (cheaply, with `If-None-Match` → 304), so an invalidation reaches them at once.
+pub const DEFAULT_BROWSER_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
+
+/// Everything that lives as long as the isolate and is shared by its requests.
+#[derive(Default)]
+pub struct Isolate {
+    /// Regeneration claims and back-off.
+    pub regenerations: Rc<IsolateState>,
+    /// MISS renders in flight, shared by concurrent visitors of the same page.
+    pub(crate) renders: render::InFlightRenders,
+}
+
+impl Isolate {
+    /// A fresh isolate state.
+    pub fn new() -> Rc<Self> {
+        Rc::new(Isolate {
+            regenerations: IsolateState::new(),
+            renders: Default::default(),
+        })
+    }
+}
+
+/// The engine, built per request from the isolate's shared state and the request's bindings.
+pub struct Engine<S, O> {
+    pub(crate) config: Rc<Config>,
+    pub(crate) store: Rc<S>,
+    pub(crate) origin: Rc<O>,
+    pub(crate) clock: Rc<dyn Clock>,
+    pub(crate) background: Rc<dyn Background>,
+    pub(crate) logger: Rc<dyn Logger>,
+    pub(crate) isolate: Rc<Isolate>,
+}
+
+impl<S, O> Clone for Engine<S, O> {
+    fn clone(&self) -> Self {
+        Engine {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            origin: self.origin.clone(),
+            clock: self.clock.clone(),
+            background: self.background.clone(),
+            logger: self.logger.clone(),
+            isolate: self.isolate.clone(),
+        }
+    }
+}
+
+impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
+    /// Assembles an engine.
+    pub fn new(
+        config: Rc<Config>,
+        store: Rc<S>,
+        origin: Rc<O>,
+        clock: Rc<dyn Clock>,
+        background: Rc<dyn Background>,
+        logger: Rc<dyn Logger>,
+        isolate: Rc<Isolate>,
+    ) -> Self {
+        Engine {
+            config,
+            store,
+            origin,
+            clock,
+            background,
+            logger,
+            isolate,
+        }
+    }
+
+    /// Answers one visitor request.
+    pub async fn handle(&self, req: Request) -> Response {
+        let key = match policy::classify_request(&req, &self.config) {
+            RequestDecision::Cacheable(key) => key,
+            RequestDecision::Bypass(reason) => return self.pass_through(req, reason).await,
+        };
+        let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
+        let stored = self.read_page(&page_key).await;
+        let now = self.clock.now_ms();
+        match stored {
+            Some(page) => match freshness(&page.meta, now) {
+                Freshness::Fresh => self.serve(&req, &page, CacheState::Hit),
+                Freshness::Stale => {
+                    self.start_regeneration(&key, &page_key, &page);
+                    self.serve(&req, &page, CacheState::Stale)
+                }
+                Freshness::Expired => self.render(&req, &key, &page_key, Some(page.meta)).await,
+            },
+            None => self.render(&req, &key, &page_key, None).await,
+        }
+    }
+
+    /// Reads and decodes a stored page. A store error or unreadable metadata is logged and
+    /// treated as "no page": the visitor still gets an answer from the origin.
+    pub(crate) async fn read_page(&self, page_key: &str) -> Option<StoredPage> {
+        match self.store.get(page_key).await {
+            Ok(Some(v)) => match PageMeta::decode(v.metadata.as_deref()) {
+                Ok(meta) => Some(StoredPage { meta, body: v.value }),
+                Err(e) => {
+                    self.log(Level::Warn, &format!("ignoring {page_key}: {e}"));
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                self.log(Level::Warn, &format!("reading {page_key} failed: {e}; asking the origin"));
+                None
+            }
+        }
+    }
+
+    /// Builds the visitor's answer from a stored page.
+    pub(crate) fn serve(&self, req: &Request, page: &StoredPage, state: CacheState) -> Response {
+        let meta = &page.meta;
+        let now = self.clock.now_ms();
+        let mut headers = meta.headers();
+        if !headers.contains("cache-control") {
+            headers.set("cache-control", DEFAULT_BROWSER_CACHE_CONTROL);
+        }
+        headers.set("etag", meta.etag.clone());
+        if let Some(lm) = &meta.last_modified {
+            headers.set("last-modified", lm.clone());
+        }
+        headers.set("age", meta.age_s(now).to_string());
+        headers.set(CACHE_STATE_HEADER, state.as_str());
+        let not_modified = matches!(meta.status, 200 | 203)
+            && req.headers.get("if-none-match").is_some_and(|v| if_none_match_matches(v, &meta.etag));
+        if not_modified {
+            headers.remove("content-type");
+            headers.remove("content-language");
+            return Response {
+                status: 304,
+                headers,
+                body: Body::new(),
+            };
+        }
+        Response {
+            status: meta.status,
+            headers,
+            body: if req.method == "HEAD" { Body::new() } else { page.body.clone() },
+        }
+    }
+
+    /// Sends a non-cacheable request to the origin as the visitor made it.
+    async fn pass_through(&self, req: Request, reason: BypassReason) -> Response {
+        let Some(url) = self.raw_origin_url(&req.url) else {
+            return Response::json_error(400, "malformed request URL");
+        };
+        let mut upstream = req;
+        upstream.url = url;
+        upstream.headers.remove("host");
+        match self.origin.fetch(upstream, self.config.origin_timeout_ms).await {
+            Ok(resp) => bypass_response(resp, &reason),
+            Err(e) => self.origin_error_response(&e),
+        }
+    }
+
+    /// The origin URL for a request that is not keyed: origin base plus the raw path and query.
+    fn raw_origin_url(&self, url: &str) -> Option<String> {
+        let parsed = url::Url::parse(url).ok()?;
+        let mut origin = self.config.origin.clone();
+        let base = origin.path().trim_end_matches('/').to_string();
+        origin.set_path(&format!("{base}{}", parsed.path()));
+        origin.set_query(parsed.query());
+        Some(origin.to_string())
+    }
+
+    /// The request sent to the origin to render `key`: its normalised URL, a fixed set of
+    /// headers (nothing from the visitor, so unkeyed headers cannot change a stored page), and
+    /// the stored page's validators when regenerating.
+    pub(crate) fn origin_request(&self, key: &CacheKey, purpose: &str, previous: Option<&PageMeta>) -> Request {
+        let mut req = Request::new("GET", &key.origin_url(&self.config.origin))
+            .with_header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .with_header("user-agent", concat!("edge-isr/", env!("CARGO_PKG_VERSION")))
+            .with_header("x-forwarded-host", &key.host)
+            .with_header("x-isr-render", purpose);
+        if let Some(meta) = previous {
+            if let Some(etag) = &meta.origin_etag {
+                req.headers.set("if-none-match", etag.clone());
+            }
+            if let Some(lm) = &meta.last_modified {
+                req.headers.set("if-modified-since", lm.clone());
+            }
+        }
+        req
+    }
+
+    /// The answer when the origin gave no response and no stored page can stand in.
+    pub(crate) fn origin_error_response(&self, e: &OriginError) -> Response {
+        self.log(Level::Error, &e.to_string());
+        let status = match e {
+            OriginError::Timeout(_) => 504,
+            OriginError::Network(_) => 502,
+        };
+        Response::json_error(status, &e.to_string()).with_header(CACHE_STATE_HEADER, CacheState::Miss.as_str())
+    }
+
+    pub(crate) fn log(&self, level: Level, message: &str) {
+        self.logger.log(level, message);
+    }
+}
+
+/// Marks an origin response as passed through, with the reason.
+pub(crate) fn bypass_response(mut resp: Response, reason: &BypassReason) -> Response {
+    resp.headers.set(CACHE_STATE_HEADER, "BYPASS");
+    resp.headers.set(BYPASS_REASON_HEADER, reason.as_str());
+    resp
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,176 @@
+//! STALE: regenerate a page in the background while visitors keep getting the stored copy.
+
+use super::Engine;
+use crate::key::CacheKey;
+use crate::layout;
+use crate::lease::{retry_delay_ms, Lease};
+use crate::log::Level;
+use crate::meta::StoredPage;
+use crate::origin::Origin;
+use crate::policy;
+use crate::state::BypassReason;
+use crate::store::{KvStore, PutOptions, StoreError};
+use crate::http::Body;
+
+/// Extra lease time beyond the regeneration timeout, for the write that follows the render.
+pub const LEASE_MARGIN_MS: u64 = 5_000;
+
+/// How a regeneration ended.
+enum Regenerated {
+    /// A new page (or a refreshed one, after a 304) was written.
+    Updated,
+    /// The origin no longer allows caching the page; it was removed.
+    Removed(BypassReason),
+    /// The origin failed; the stored page stays.
+    Failed(String),
+}
+
+impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
+    /// Hands a regeneration of `page` to background work, unless this isolate is already
+    /// regenerating it or backing off after a failure.
+    pub(crate) fn start_regeneration(&self, key: &CacheKey, page_key: &str, page: &StoredPage) {
+        let Some(guard) = self.isolate.regenerations.try_claim(page_key, self.clock.now_ms()) else {
+            return;
+        };
+        let (this, key, page_key, page) = (self.clone(), key.clone(), page_key.to_string(), page.clone());
+        self.background.spawn(Box::pin(async move {
+            let _claim = guard;
+            this.regenerate(&key, &page_key, page).await;
+        }));
+    }
+
+    async fn regenerate(&self, key: &CacheKey, page_key: &str, page: StoredPage) {
+        let lease_key = layout::lease_key(&self.config.cache_version, &key.page_id());
+        let now = self.clock.now_ms();
+        let lease = match self.store.get(&lease_key).await {
+            Ok(Some(v)) => serde_json::from_slice::<Lease>(&v.value).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                self.log(Level::Warn, &format!("reading lease {lease_key} failed: {e}"));
+                None
+            }
+        };
+        if lease.as_ref().is_some_and(|l| l.blocks(&page.meta, now)) {
+            return;
+        }
+        let failures = lease.map_or(0, |l| l.failures_for(&page.meta));
+        let until = now + self.config.regenerate_timeout_ms + LEASE_MARGIN_MS;
+        if let Err(StoreError::RateLimited) = self.store_lease(&lease_key, Lease::new(&page.meta, until, failures), false).await {
+            // Another isolate wrote this lease within the last second: it is regenerating.
+            return;
+        }
+        match self.regenerate_once(key, page_key, &page, now).await {
+            Regenerated::Updated => self.isolate.regenerations.clear_backoff(page_key),
+            Regenerated::Removed(reason) => self.log(
+                Level::Info,
+                &format!("origin no longer allows caching {page_key} ({}); removed it", reason.as_str()),
+            ),
+            Regenerated::Failed(why) => {
+                let failures = failures + 1;
+                let delay = retry_delay_ms(failures);
+                let now = self.clock.now_ms();
+                self.isolate.regenerations.back_off(page_key, now + delay, now);
+                self.log(
+                    Level::Warn,
+                    &format!(
+                        "regenerating {page_key} failed ({why}); still serving the copy rendered {}s ago; next attempt in {}s (failure {failures})",
+                        page.meta.age_s(now),
+                        delay / 1000
+                    ),
+                );
+                let _ = self.store_lease(&lease_key, Lease::new(&page.meta, now + delay, failures), true).await;
+            }
+        }
+    }
+
+    async fn regenerate_once(&self, key: &CacheKey, page_key: &str, page: &StoredPage, started: u64) -> Regenerated {
+        let req = self.origin_request(key, "regenerate", Some(&page.meta));
+        let resp = match self.origin.fetch(req, self.config.regenerate_timeout_ms).await {
+            Ok(resp) => resp,
+            Err(e) => return Regenerated::Failed(e.to_string()),
+        };
+        let sent_validators = page.meta.origin_etag.is_some() || page.meta.last_modified.is_some();
+        if resp.status == 304 && sent_validators {
+            return self.refresh_unchanged(page_key, page, &resp.headers, started).await;
+        }
+        match self.prepare_page(&resp, started, Some(&page.meta)) {
+            Ok(prepared) => {
+                self.write_page(page_key, prepared, Some(&page.meta)).await;
+                Regenerated::Updated
+            }
+            Err(BypassReason::Status(status)) => Regenerated::Failed(format!("origin answered {status}")),
+            Err(reason @ (BypassReason::TooLarge | BypassReason::HeadersTooLarge)) => {
+                Regenerated::Failed(format!("new render cannot be stored: {}", reason.as_str()))
+            }
+            Err(reason) => {
+                if let Err(e) = self.delete_with_retry(page_key).await {
+                    self.log(Level::Warn, &format!("removing {page_key} failed: {e}"));
+                }
+                Regenerated::Removed(reason)
+            }
+        }
+    }
+
+    /// The origin answered 304: the stored body is still right. Rewrite it with new freshness
+    /// (KV cannot update metadata alone), without the origin re-rendering or re-sending it.
+    async fn refresh_unchanged(&self, page_key: &str, page: &StoredPage, headers: &crate::http::Headers, started: u64) -> Regenerated {
+        let mut meta = page.meta.clone();
+        meta.rendered_at = started;
+        meta.invalidated_at = None;
+        meta.expired = false;
+        let says_something = headers.contains("cache-control") || headers.contains("cdn-cache-control") || headers.contains("cloudflare-cdn-cache-control");
+        if says_something {
+            match policy::revalidate_seconds(meta.status, headers, &self.config) {
+                Ok(s) => meta.revalidate_s = s,
+                Err(reason) => return Regenerated::Failed(format!("304 without a usable revalidate time ({})", reason.as_str())),
+            }
+        }
+        let metadata = match meta.encode() {
+            Ok(m) => m,
+            Err(reason) => return Regenerated::Failed(reason.as_str().to_string()),
+        };
+        let opts = PutOptions {
+            metadata: Some(metadata),
+            expiration_ttl: None,
+        };
+        match self.put_with_retry(page_key, page.body.clone(), opts).await {
+            Ok(()) => {
+                self.log(Level::Info, &format!("refreshed {page_key} (origin: not modified)"));
+                Regenerated::Updated
+            }
+            Err(e) => Regenerated::Failed(format!("storing refreshed page failed: {e}")),
+        }
+    }
+
+    async fn store_lease(&self, lease_key: &str, lease: Lease, retry: bool) -> Result<(), StoreError> {
+        let opts = PutOptions {
+            metadata: None,
+            expiration_ttl: Some(lease.expiration_ttl_s(self.clock.now_ms())),
+        };
+        let value = Body::from(serde_json::to_vec(&lease).unwrap_or_default());
+        let result = if retry {
+            self.put_with_retry(lease_key, value, opts).await
+        } else {
+            self.store.put(lease_key, value, opts).await
+        };
+        if let Err(e) = &result {
+            if *e != StoreError::RateLimited {
+                self.log(Level::Warn, &format!("writing lease {lease_key} failed: {e}"));
+            }
+        }
+        result
+    }
+
+    async fn delete_with_retry(&self, key: &str) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.store.delete(key).await {
+                Err(StoreError::RateLimited) if attempt < super::write::WRITE_RETRIES => {
+                    attempt += 1;
+                    self.clock.sleep(1000 << (attempt - 1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Turning an origin response into a stored page, and writing it within KV's limits.
+
+use super::Engine;
+use crate::clock::Millis;
+use crate::conditional::etag_for_body;
+use crate::http::Response;
+use crate::key::hex;
+use crate::log::Level;
+use crate::meta::{usable_validator, PageMeta, StoredPage, META_VERSION};
+use crate::origin::Origin;
+use crate::policy::{self, ResponseDecision};
+use crate::state::BypassReason;
+use crate::store::{KvStore, PutOptions, StoreError};
+use crate::http::Body;
+use sha2::{Digest, Sha256};
+
+/// Retries of a write that KV rejected with 429 (one write per second per key).
+pub const WRITE_RETRIES: u32 = 3;
+
+/// A page ready to be written: its stored form, encoded metadata and tags.
+#[derive(Clone, Debug)]
+pub struct PreparedPage {
+    /// The page as it will be read back.
+    pub page: StoredPage,
+    /// `page.meta` encoded for KV (checked against the 1024-byte limit).
+    pub metadata: String,
+    /// The page's tags.
+    pub tags: Vec<String>,
+}
+
+/// Digest of a tag set (order-independent), stored in metadata to detect tag changes cheaply.
+pub fn tags_digest(tags: &[String]) -> Option<String> {
+    if tags.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<&str> = tags.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let mut hasher = Sha256::new();
+    for t in sorted {
+        hasher.update(t.as_bytes());
+        hasher.update([0]);
+    }
+    Some(hex(&hasher.finalize()[..8]))
+}
+
+impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
+    /// Decides whether `resp` may be stored and, if so, builds the stored page rendered at `started`.
+    pub(crate) fn prepare_page(&self, resp: &Response, started: Millis, _previous: Option<&PageMeta>) -> Result<PreparedPage, BypassReason> {
+        let (revalidate_s, tags) = match policy::classify_response(resp.status, &resp.headers, resp.body.len(), &self.config) {
+            ResponseDecision::Store { revalidate_s, tags } => (revalidate_s, tags),
+            ResponseDecision::DoNotStore(reason) => return Err(reason),
+        };
+        let origin_etag = usable_validator(resp.headers.get("etag"));
+        let last_modified = usable_validator(resp.headers.get("last-modified"));
+        let mut meta = PageMeta {
+            version: META_VERSION,
+            rendered_at: started,
+            revalidate_s,
+            status: resp.status,
+            etag: origin_etag.clone().unwrap_or_else(|| etag_for_body(&resp.body)),
+            origin_etag,
+            last_modified,
+            invalidated_at: None,
+            expired: false,
+            tags_digest: tags_digest(&tags),
+            headers: policy::headers_to_store(&resp.headers).into_pairs(),
+        };
+        let metadata = meta.encode()?;
+        Ok(PreparedPage {
+            page: StoredPage {
+                meta,
+                body: resp.body.clone(),
+            },
+            metadata,
+            tags,
+        })
+    }
+
+    /// Writes a prepared page. Never fails the caller: errors are logged, and the previously
+    /// stored page (if any) stays in place.
+    pub(crate) async fn write_page(&self, page_key: &str, prepared: PreparedPage, _previous: Option<&PageMeta>) -> bool {
+        let opts = PutOptions {
+            metadata: Some(prepared.metadata),
+            expiration_ttl: None,
+        };
+        match self.put_with_retry(page_key, prepared.page.body.clone(), opts).await {
+            Ok(()) => {
+                self.log(
+                    Level::Info,
+                    &format!(
+                        "stored {page_key} (status {}, {} bytes, revalidate {}s)",
+                        prepared.page.meta.status,
+                        prepared.page.body.len(),
+                        prepared.page.meta.revalidate_s
+                    ),
+                );
+                true
+            }
+            Err(e) => {
+                self.log(Level::Warn, &format!("storing {page_key} failed: {e}; the previous copy (if any) stays"));
+                false
+            }
+        }
+    }
+
+    /// A KV write that waits and retries when KV answers 429 (a key written in the last second).
+    pub(crate) async fn put_with_retry(&self, key: &str, value: Body, opts: PutOptions) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.store.put(key, value.clone(), opts.clone()).await {
+                Err(StoreError::RateLimited) if attempt < WRITE_RETRIES => {
+                    attempt += 1;
+                    self.clock.sleep(1000 << (attempt - 1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_digest_ignores_order_and_distinguishes_sets() {
+        let a = tags_digest(&["x".into(), "y".into()]);
+        assert_eq!(a, tags_digest(&["y".into(), "x".into()]));
+        assert_ne!(a, tags_digest(&["x".into()]));
+        assert_ne!(tags_digest(&["ab".into()]), tags_digest(&["a".into(), "b".into()]));
+        assert_eq!(tags_digest(&[]), None);
+    }
+}

@@ -1,0 +1,296 @@
+//! Cache keys: one stored page per distinct origin page, whatever the visitor typed.
+//!
+//! A key is (host, normalised path, kept query). The origin is always fetched at exactly the
+//! key's path and query, never at the raw URL, so two different origin pages can never share a
+//! key: whatever the normaliser merges, the origin sees merged too. Normalisation makes the
+//! many spellings of one page (`/a//b`, `/a/./b`, `/%61/b`, `?utm_source=x`) one key, and keeps
+//! keys within KV's 512-byte limit by truncating long ones with a hash suffix.
+
+use crate::config::{Config, TrailingSlash};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use url::Url;
+
+/// Longest normalised path that is cached; longer paths are passed to the origin uncached.
+pub const MAX_PATH_BYTES: usize = 2048;
+
+/// Longest page id inside a KV key; longer ids keep their start and get a hash suffix.
+pub const MAX_PAGE_ID_BYTES: usize = 400;
+
+/// A normalised cache key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// Lower-case host name, no port.
+    pub host: String,
+    /// Normalised path, always starting with `/`.
+    pub path: String,
+    /// Kept query parameters, sorted and re-encoded, without `?` (may be empty).
+    pub query: String,
+}
+
+/// Why a URL cannot be cached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyError {
+    /// Not an absolute http(s) URL with a host.
+    InvalidUrl,
+    /// The path is longer than [`MAX_PATH_BYTES`].
+    PathTooLong(usize),
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::InvalidUrl => write!(f, "not an absolute http(s) URL"),
+            KeyError::PathTooLong(n) => write!(f, "path of {n} bytes is over {MAX_PATH_BYTES}"),
+        }
+    }
+}
+
+impl CacheKey {
+    /// `host/path?query`: the page's identity, also shown in logs and on the admin page.
+    pub fn page_id(&self) -> String {
+        let mut id = format!("{}{}", self.host, self.path);
+        if !self.query.is_empty() {
+            id.push('?');
+            id.push_str(&self.query);
+        }
+        shorten(id, MAX_PAGE_ID_BYTES)
+    }
+
+    /// The origin URL to render this page from: the origin base joined with the key's path and query.
+    pub fn origin_url(&self, origin: &Url) -> String {
+        let base = origin.as_str().trim_end_matches('/');
+        let base = base.split(['?', '#']).next().unwrap_or(base);
+        if self.query.is_empty() {
+            format!("{base}{}", self.path)
+        } else {
+            format!("{base}{}?{}", self.path, self.query)
+        }
+    }
+}
+
+/// Keeps `id` as it is when it fits in `max` bytes; otherwise keeps its start (so prefix
+/// listing still finds it) and appends `~` and 32 hex digits of its SHA-256.
+pub fn shorten(id: String, max: usize) -> String {
+    if id.len() <= max {
+        return id;
+    }
+    let digest = hex(&Sha256::digest(id.as_bytes())[..16]);
+    let mut cut = max - 1 - digest.len();
+    while !id.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{}", &id[..cut], digest)
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Builds the cache key of `url` under `config`.
+pub fn normalise(url: &str, config: &Config) -> Result<CacheKey, KeyError> {
+    let parsed = Url::parse(url).map_err(|_| KeyError::InvalidUrl)?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(KeyError::InvalidUrl);
+    }
+    let request_host = parsed.host_str().ok_or(KeyError::InvalidUrl)?.to_ascii_lowercase();
+    let host = match config.cache_hosts.first() {
+        None => request_host,
+        Some(canonical) => {
+            if config.cache_hosts.contains(&request_host) {
+                request_host
+            } else {
+                canonical.clone()
+            }
+        }
+    };
+    let path = normalise_path(parsed.path(), config.trailing_slash);
+    if path.len() > MAX_PATH_BYTES {
+        return Err(KeyError::PathTooLong(path.len()));
+    }
+    let mut pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| config.query_params.keeps(k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    pairs.sort();
+    let query = if pairs.is_empty() {
+        String::new()
+    } else {
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    };
+    Ok(CacheKey { host, path, query })
+}
+
+/// Normalises an already WHATWG-parsed path: collapses empty segments, resolves `.` and `..`
+/// (again, after decoding), decodes percent-escapes of unreserved characters, upper-cases the
+/// hex of the others, and applies the trailing-slash policy. Case is kept: paths are case-sensitive.
+pub fn normalise_path(raw: &str, trailing: TrailingSlash) -> String {
+    let mut segments: Vec<String> = Vec::new();
+    for segment in raw.split('/') {
+        let segment = normalise_escapes(segment);
+        match segment.as_str() {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+    let had_trailing = raw.len() > 1 && raw.ends_with('/');
+    let trailing = match trailing {
+        TrailingSlash::Keep => had_trailing,
+        TrailingSlash::Strip => false,
+        TrailingSlash::Add => segments.last().is_some_and(|s| !s.contains('.')),
+    };
+    let mut path = String::with_capacity(raw.len() + 1);
+    for s in &segments {
+        path.push('/');
+        path.push_str(s);
+    }
+    if path.is_empty() || trailing {
+        path.push('/');
+    }
+    path
+}
+
+/// Decodes `%XX` escapes of unreserved characters (RFC 3986 §2.3: they are equivalent to the
+/// character) and upper-cases the hex digits of every other escape (§6.2.2.1).
+fn normalise_escapes(segment: &str) -> String {
+    if !segment.contains('%') {
+        return segment.to_string();
+    }
+    let bytes = segment.as_bytes();
+    let mut out = String::with_capacity(segment.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit() {
+            // Both digits are ASCII, so this slice is on character boundaries.
+            let hex = &segment[i + 1..i + 3];
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    out.push(b as char);
+                } else {
+                    out.push('%');
+                    out.push_str(&hex.to_ascii_uppercase());
+                }
+                i += 3;
+                continue;
+            }
+        }
+        // Not an escape: copy one whole character.
+        let ch = segment[i..].chars().next().unwrap_or('%');
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::QueryParams;
+
+    fn cfg() -> Config {
+        Config::for_origin("http://origin.test")
+    }
+
+    fn key(url: &str) -> CacheKey {
+        normalise(url, &cfg()).unwrap()
+    }
+
+    #[test]
+    fn spellings_of_one_page_share_a_key() {
+        let base = key("https://Example.COM/blog/post");
+        for variant in [
+            "https://example.com/blog/post",
+            "http://example.com:8080/blog/post",
+            "https://example.com//blog//post",
+            "https://example.com/blog/./post",
+            "https://example.com/blog/x/../post",
+            "https://example.com/blog/x/%2e%2e/post",
+            "https://example.com/%62log/post",
+            "https://example.com/blog/post#section",
+            "https://example.com/blog/post?utm_source=x",
+        ] {
+            assert_eq!(key(variant), base, "{variant}");
+        }
+    }
+
+    #[test]
+    fn different_pages_get_different_keys() {
+        let a = key("https://example.com/About");
+        assert_ne!(a, key("https://example.com/about"), "paths are case-sensitive");
+        assert_ne!(key("https://example.com/a%2Fb"), key("https://example.com/a/b"), "an encoded slash is not a slash");
+        assert_ne!(key("https://example.com/a/"), key("https://example.com/a"), "trailing slash kept by default");
+        assert_ne!(key("https://a.example.com/"), key("https://b.example.com/"));
+    }
+
+    #[test]
+    fn dot_segments_cannot_escape_the_root() {
+        assert_eq!(key("https://example.com/../../etc/passwd").path, "/etc/passwd");
+        assert_eq!(key("https://example.com/%2e%2e/%2E%2E/x").path, "/x");
+    }
+
+    #[test]
+    fn escapes_are_canonical() {
+        assert_eq!(key("https://example.com/a%7eb%2fc").path, "/a~b%2Fc");
+        assert_eq!(key("https://example.com/caf%C3%A9").path, "/caf%C3%A9");
+        assert_eq!(key("https://example.com/café").path, "/caf%C3%A9");
+        assert_eq!(key("https://example.com/100%").path, "/100%");
+    }
+
+    #[test]
+    fn trailing_slash_policies() {
+        assert_eq!(normalise_path("/a/", TrailingSlash::Strip), "/a");
+        assert_eq!(normalise_path("/a", TrailingSlash::Add), "/a/");
+        assert_eq!(normalise_path("/feed.xml", TrailingSlash::Add), "/feed.xml");
+        assert_eq!(normalise_path("/", TrailingSlash::Strip), "/");
+        assert_eq!(normalise_path("//", TrailingSlash::Keep), "/");
+    }
+
+    #[test]
+    fn query_keeps_only_allowed_params_sorted() {
+        let mut c = cfg();
+        c.query_params = QueryParams::Only(vec!["page".into(), "sort".into()]);
+        let k = normalise("https://e.com/list?sort=new&utm_source=x&page=2&page=1", &c).unwrap();
+        assert_eq!(k.query, "page=1&page=2&sort=new");
+        let same = normalise("https://e.com/list?page=2&sort=new&page=1&fbclid=z", &c).unwrap();
+        assert_eq!(k, same);
+        assert_eq!(key("https://e.com/list?page=2").query, "", "default keeps no parameter");
+    }
+
+    #[test]
+    fn spoofed_hosts_fall_back_to_the_canonical_host() {
+        let mut c = cfg();
+        c.cache_hosts = vec!["www.example.com".into(), "example.com".into()];
+        assert_eq!(normalise("https://evil.test/", &c).unwrap().host, "www.example.com");
+        assert_eq!(normalise("https://example.com/", &c).unwrap().host, "example.com");
+    }
+
+    #[test]
+    fn long_keys_fit_kv_and_stay_distinct() {
+        let long_a = format!("https://e.com/{}", "a".repeat(1500));
+        let long_b = format!("https://e.com/{}b", "a".repeat(1499));
+        let (a, b) = (key(&long_a).page_id(), key(&long_b).page_id());
+        assert!(a.len() <= MAX_PAGE_ID_BYTES && b.len() <= MAX_PAGE_ID_BYTES);
+        assert_ne!(a, b);
+        assert!(a.starts_with("e.com/aaaa"), "start kept for prefix listing");
+        assert!(matches!(
+            normalise(&format!("https://e.com/{}", "a".repeat(MAX_PATH_BYTES)), &cfg()),
+            Err(KeyError::PathTooLong(_))
+        ));
+        let multibyte = shorten("é".repeat(300), MAX_PAGE_ID_BYTES);
+        assert!(multibyte.len() <= MAX_PAGE_ID_BYTES);
+    }
+
+    #[test]
+    fn origin_url_uses_the_key_not_the_raw_url() {
+        let mut c = cfg();
+        c.query_params = QueryParams::Only(vec!["q".into()]);
+        let k = normalise("https://e.com//a/./b?x=1&q=2", &c).unwrap();
+        let origin = Url::parse("http://127.0.0.1:8788/base/").unwrap();
+        assert_eq!(k.origin_url(&origin), "http://127.0.0.1:8788/base/a/b?q=2");
+    }
+}

@@ -1,0 +1,32 @@
+//! edge-isr: Incremental Static Regeneration for any website, on Cloudflare Workers and KV.
+//!
+//! The crate has two halves:
+//! - a platform-independent core (every module except `cloudflare`): cache keys, freshness,
+//!   cacheability, the cache state machine ([`engine::Engine`]), behind small traits for the store
+//!   ([`store::KvStore`]), the clock ([`clock::Clock`]), the origin ([`origin::Origin`]) and background
+//!   work ([`background::Background`]). It builds and is tested natively with `cargo test`.
+//! - a thin Cloudflare adapter (`cloudflare`, wasm32 only) that implements those traits with
+//!   Workers KV, `fetch`, `Date.now()` and `ctx.waitUntil`.
+
+pub mod background;
+pub mod clock;
+pub mod conditional;
+pub mod config;
+pub mod engine;
+pub mod freshness;
+pub mod http;
+pub mod key;
+pub mod layout;
+pub mod lease;
+pub mod log;
+pub mod memory_store;
+pub mod meta;
+pub mod origin;
+pub mod policy;
+pub mod state;
+pub mod store;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+#[cfg(target_arch = "wasm32")]
+mod cloudflare;

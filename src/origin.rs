@@ -1,0 +1,32 @@
+//! The upstream that renders pages: an HTTP origin in proxy mode, or anything else that can
+//! turn a request into a response.
+
+use crate::http::{Request, Response};
+use std::fmt;
+
+/// Why the origin produced no response at all. (An origin 5xx is a response, not an error.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OriginError {
+    /// No complete response within the time limit (ms).
+    Timeout(u64),
+    /// Connection refused, reset, DNS failure, truncated body, ...
+    Network(String),
+}
+
+impl fmt::Display for OriginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OriginError::Timeout(ms) => write!(f, "origin did not answer within {ms} ms"),
+            OriginError::Network(m) => write!(f, "origin unreachable: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for OriginError {}
+
+/// Something that renders pages.
+#[allow(async_fn_in_trait)]
+pub trait Origin {
+    /// Sends `req` and returns the whole response, or an error after `timeout_ms`.
+    async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError>;
+}

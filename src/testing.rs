@@ -1,0 +1,305 @@
+//! Test doubles for driving the engine natively: a scriptable origin that counts renders and
+//! can fail, stall or hold requests, and a bench that wires an engine to the in-memory store.
+
+use crate::background::TaskQueue;
+use crate::clock::{Clock, ManualClock};
+use crate::config::Config;
+use crate::engine::{Engine, Isolate};
+use crate::http::{Headers, Request, Response};
+use crate::log::MemoryLogger;
+use crate::memory_store::MemoryKv;
+use crate::origin::{Origin, OriginError};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+/// What the fake origin answers for a path.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A rendered page: the body gets ` render=N` appended. An `etag` header makes the origin
+    /// answer a matching `If-None-Match` with 304 (not counted as a render).
+    Page {
+        /// Status code.
+        status: u16,
+        /// Headers.
+        headers: Vec<(String, String)>,
+        /// Body text before the render counter.
+        body: String,
+    },
+    /// A bare status (e.g. 500) with no body, counted as a failure.
+    Status(u16),
+    /// No answer within the timeout.
+    Timeout,
+    /// Connection failure.
+    Network,
+}
+
+impl Reply {
+    /// A 200 page with the given headers.
+    pub fn page(body: &str, headers: &[(&str, &str)]) -> Reply {
+        Reply::Page {
+            status: 200,
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body: body.to_string(),
+        }
+    }
+
+    /// A page with a status.
+    pub fn status_page(status: u16, body: &str, headers: &[(&str, &str)]) -> Reply {
+        match Reply::page(body, headers) {
+            Reply::Page { headers, body, .. } => Reply::Page { status, headers, body },
+            other => other,
+        }
+    }
+}
+
+#[derive(Default)]
+struct GateState {
+    open: bool,
+    wakers: Vec<Waker>,
+}
+
+/// Holds origin requests until opened, to make concurrent visitors overlap deterministically.
+#[derive(Clone, Default)]
+pub struct Gate(Rc<RefCell<GateState>>);
+
+impl Gate {
+    /// Lets every held request (and later ones) through.
+    pub fn open(&self) {
+        let mut s = self.0.borrow_mut();
+        s.open = true;
+        for w in s.wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn wait(&self) -> GateWait {
+        GateWait(self.clone())
+    }
+}
+
+struct GateWait(Gate);
+
+impl Future for GateWait {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.0 .0.borrow_mut();
+        if s.open {
+            Poll::Ready(())
+        } else {
+            s.wakers.push(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+/// A scriptable origin. Paths without a script answer a plain 200 page.
+#[derive(Default)]
+pub struct FakeOrigin {
+    replies: RefCell<HashMap<String, Reply>>,
+    renders: RefCell<HashMap<String, u32>>,
+    not_modified: RefCell<HashMap<String, u32>>,
+    requests: RefCell<Vec<Request>>,
+    gate: RefCell<Option<Gate>>,
+}
+
+impl FakeOrigin {
+    /// A new origin.
+    pub fn new() -> Rc<Self> {
+        Rc::new(Self::default())
+    }
+
+    /// Scripts the answer for `path` (path and query, as the origin sees it).
+    pub fn reply(&self, path: &str, reply: Reply) {
+        self.replies.borrow_mut().insert(path.to_string(), reply);
+    }
+
+    /// Holds every request until the returned gate opens.
+    pub fn hold(&self) -> Gate {
+        let gate = Gate::default();
+        *self.gate.borrow_mut() = Some(gate.clone());
+        gate
+    }
+
+    /// Full renders of `path` so far.
+    pub fn renders(&self, path: &str) -> u32 {
+        self.renders.borrow().get(path).copied().unwrap_or(0)
+    }
+
+    /// 304 answers for `path` so far.
+    pub fn not_modified(&self, path: &str) -> u32 {
+        self.not_modified.borrow().get(path).copied().unwrap_or(0)
+    }
+
+    /// Every request received, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.borrow().clone()
+    }
+
+    /// Number of requests received.
+    pub fn request_count(&self) -> usize {
+        self.requests.borrow().len()
+    }
+}
+
+fn path_and_query(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match u.query() {
+            Some(q) => format!("{}?{}", u.path(), q),
+            None => u.path().to_string(),
+        },
+        Err(_) => url.to_string(),
+    }
+}
+
+impl Origin for FakeOrigin {
+    async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.requests.borrow_mut().push(req.clone());
+        let gate = self.gate.borrow().clone();
+        if let Some(gate) = gate {
+            gate.wait().await;
+        }
+        let path = path_and_query(&req.url);
+        let reply = self
+            .replies
+            .borrow()
+            .get(&path)
+            .cloned()
+            .unwrap_or_else(|| Reply::page(&format!("page {path}"), &[]));
+        match reply {
+            Reply::Timeout => Err(OriginError::Timeout(timeout_ms)),
+            Reply::Network => Err(OriginError::Network("connection refused".into())),
+            Reply::Status(status) => Ok(Response::new(status)),
+            Reply::Page { status, headers, body } => {
+                let headers: Headers = headers.into_iter().collect();
+                if let (Some(etag), Some(inm)) = (headers.get("etag"), req.headers.get("if-none-match")) {
+                    if etag == inm {
+                        *self.not_modified.borrow_mut().entry(path).or_default() += 1;
+                        return Ok(Response {
+                            status: 304,
+                            headers,
+                            body: Default::default(),
+                        });
+                    }
+                }
+                let n = {
+                    let mut renders = self.renders.borrow_mut();
+                    let n = renders.entry(path).or_default();
+                    *n += 1;
+                    *n
+                };
+                let mut headers = headers;
+                if req.method != "GET" && req.method != "HEAD" {
+                    headers.set("x-echo-method", req.method.clone());
+                }
+                Ok(Response {
+                    status,
+                    headers,
+                    body: format!("{body} render={n}").into(),
+                })
+            }
+        }
+    }
+}
+
+/// An engine on the in-memory store, a manual clock, a fake origin and a task queue.
+pub struct Bench {
+    /// The clock (starts at 1,000,000,000 ms).
+    pub clock: ManualClock,
+    /// The store, at location 0.
+    pub kv: MemoryKv,
+    /// The origin.
+    pub origin: Rc<FakeOrigin>,
+    /// Background work, run with `run_background`.
+    pub queue: Rc<TaskQueue>,
+    /// Log lines.
+    pub logger: Rc<MemoryLogger>,
+    /// The isolate's shared state.
+    pub isolate: Rc<Isolate>,
+    /// Configuration.
+    pub config: Rc<Config>,
+}
+
+impl Bench {
+    /// A bench with the default configuration and origin `http://origin.test`.
+    pub fn new() -> Bench {
+        Bench::with_config(Config::for_origin("http://origin.test"))
+    }
+
+    /// A bench with the given configuration.
+    pub fn with_config(config: Config) -> Bench {
+        let clock = ManualClock::new(1_000_000_000);
+        let kv = MemoryKv::new(Rc::new(clock.clone()));
+        Bench {
+            clock,
+            kv,
+            origin: FakeOrigin::new(),
+            queue: Rc::new(TaskQueue::new()),
+            logger: Rc::new(MemoryLogger::new()),
+            isolate: Isolate::new(),
+            config: Rc::new(config),
+        }
+    }
+
+    /// Another isolate (separate in-memory state) on the same store, seen from `location`.
+    pub fn other_isolate(&self, location: u32) -> Bench {
+        Bench {
+            clock: self.clock.clone(),
+            kv: self.kv.location(location),
+            origin: self.origin.clone(),
+            queue: Rc::new(TaskQueue::new()),
+            logger: self.logger.clone(),
+            isolate: Isolate::new(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine<MemoryKv, FakeOrigin> {
+        let clock: Rc<dyn Clock> = Rc::new(self.clock.clone());
+        Engine::new(
+            self.config.clone(),
+            Rc::new(self.kv.clone()),
+            self.origin.clone(),
+            clock,
+            self.queue.clone(),
+            self.logger.clone(),
+            self.isolate.clone(),
+        )
+    }
+
+    /// Handles one request as a new invocation.
+    pub async fn send(&self, req: Request) -> Response {
+        self.kv.begin_invocation();
+        self.engine().handle(req).await
+    }
+
+    /// A GET of `https://site.test{path}`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.send(Request::new("GET", &format!("https://site.test{path}"))).await
+    }
+
+    /// Runs queued background work to completion (as `waitUntil` would).
+    pub async fn run_background(&self) {
+        self.queue.run_all().await;
+    }
+}
+
+impl Default for Bench {
+    fn default() -> Self {
+        Bench::new()
+    }
+}
+
+/// The `x-isr-cache` header of a response.
+pub fn cache_state(resp: &Response) -> &str {
+    resp.headers.get("x-isr-cache").unwrap_or("")
+}
+
+/// The body as text.
+pub fn body(resp: &Response) -> String {
+    String::from_utf8_lossy(&resp.body).into_owned()
+}
