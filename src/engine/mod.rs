@@ -128,7 +128,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 }
                 Freshness::Expired => self.render(&req, &key, &page_key, Some(page.meta)).await,
             },
-            None => self.render(&req, &key, &page_key, None).await,
+            None => match self.isolate.renders.pending_page(&page_key, now) {
+                // Rendered here a moment ago; its KV write has not landed yet.
+                Some(page) => self.serve(&req, &page, CacheState::Hit),
+                None => self.render(&req, &key, &page_key, None).await,
+            },
         }
     }
 

@@ -25,9 +25,51 @@ pub enum RenderOutcome {
 
 type SharedRender = Shared<LocalBoxFuture<'static, RenderOutcome>>;
 
-/// Renders in flight in this isolate, by page key.
+/// Longest time a rendered page is served from isolate memory while its KV write is pending
+/// (the `waitUntil` limit: a write that has not finished by then never will).
+pub const MAX_PENDING_WRITE_MS: u64 = crate::config::WAIT_UNTIL_LIMIT_MS;
+
+struct InFlight {
+    id: u64,
+    render: SharedRender,
+}
+
+/// Renders of this isolate, by page key: in flight, or done and waiting for their KV write.
+///
+/// Keeping a finished render until its background write lands closes a gap: without it, a
+/// visitor arriving between the MISS response and the end of the write would find nothing in
+/// KV and cause a second origin render.
 #[derive(Default)]
-pub(crate) struct InFlightRenders(RefCell<HashMap<String, SharedRender>>);
+pub(crate) struct InFlightRenders {
+    entries: RefCell<HashMap<String, InFlight>>,
+    next_id: std::cell::Cell<u64>,
+}
+
+impl InFlightRenders {
+    /// Removes the entry of `page_key` if it is still render `id`.
+    fn finish(&self, page_key: &str, id: u64) {
+        let mut entries = self.entries.borrow_mut();
+        if entries.get(page_key).is_some_and(|e| e.id == id) {
+            entries.remove(page_key);
+        }
+    }
+
+    /// A page rendered here whose KV write has not landed yet, if still usable at `now`.
+    pub(crate) fn pending_page(&self, page_key: &str, now: u64) -> Option<StoredPage> {
+        let entries = self.entries.borrow();
+        match entries.get(page_key)?.render.peek()? {
+            RenderOutcome::Stored(page) if now < pending_until(page) => Some(page.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Until when a finished render may be served from memory: while fresh, and at most
+/// [`MAX_PENDING_WRITE_MS`].
+fn pending_until(page: &StoredPage) -> u64 {
+    let fresh = u64::from(page.meta.revalidate_s) * 1000;
+    page.meta.rendered_at.saturating_add(fresh.min(MAX_PENDING_WRITE_MS))
+}
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Answers a MISS (or a page expired by a hard invalidation, whose metadata is `previous`).
@@ -36,13 +78,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// not cacheable is given only to the visitor who started it: it may carry per-visitor data
     /// (a fresh `Set-Cookie`), so the others fetch their own copy.
     pub(crate) async fn render(&self, req: &Request, key: &CacheKey, page_key: &str, previous: Option<PageMeta>) -> Response {
-        let (render, leader) = self.join_or_start_render(key, page_key, previous);
-        let outcome = render.clone().await;
-        {
-            let mut in_flight = self.isolate.renders.0.borrow_mut();
-            if in_flight.get(page_key).is_some_and(|r| r.ptr_eq(&render)) {
-                in_flight.remove(page_key);
-            }
+        let (id, render, leader) = self.join_or_start_render(key, page_key, previous);
+        let outcome = render.await;
+        if !matches!(outcome, RenderOutcome::Stored(_)) {
+            // Stored renders stay until their write lands (the write task removes them).
+            self.isolate.renders.finish(page_key, id);
         }
         match outcome {
             RenderOutcome::Stored(page) => self.serve(req, &page, CacheState::Miss),
@@ -58,21 +98,38 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }
     }
 
-    fn join_or_start_render(&self, key: &CacheKey, page_key: &str, previous: Option<PageMeta>) -> (SharedRender, bool) {
-        let mut in_flight = self.isolate.renders.0.borrow_mut();
-        if let Some(render) = in_flight.get(page_key) {
-            return (render.clone(), false);
+    fn join_or_start_render(&self, key: &CacheKey, page_key: &str, previous: Option<PageMeta>) -> (u64, SharedRender, bool) {
+        let renders = &self.isolate.renders;
+        let now = self.clock.now_ms();
+        let mut entries = renders.entries.borrow_mut();
+        if let Some(entry) = entries.get(page_key) {
+            let usable = match entry.render.peek() {
+                None => true, // still rendering: join it
+                Some(RenderOutcome::Stored(page)) => now < pending_until(page),
+                Some(_) => false,
+            };
+            if usable {
+                return (entry.id, entry.render.clone(), false);
+            }
         }
+        let id = renders.next_id.get() + 1;
+        renders.next_id.set(id);
         let this = self.clone();
         let (key, page_key_owned) = (key.clone(), page_key.to_string());
-        let render = async move { this.render_once(&key, &page_key_owned, previous).await }
+        let render = async move { this.render_once(id, &key, &page_key_owned, previous).await }
             .boxed_local()
             .shared();
-        in_flight.insert(page_key.to_string(), render.clone());
-        (render, true)
+        entries.insert(
+            page_key.to_string(),
+            InFlight {
+                id,
+                render: render.clone(),
+            },
+        );
+        (id, render, true)
     }
 
-    async fn render_once(&self, key: &CacheKey, page_key: &str, previous: Option<PageMeta>) -> RenderOutcome {
+    async fn render_once(&self, id: u64, key: &CacheKey, page_key: &str, previous: Option<PageMeta>) -> RenderOutcome {
         let started = self.clock.now_ms();
         let req = self.origin_request(key, "miss", None);
         let resp = match self.origin.fetch(req, self.config.origin_timeout_ms).await {
@@ -86,6 +143,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 let page_key = page_key.to_string();
                 self.background.spawn(Box::pin(async move {
                     this.write_page(&page_key, prepared, previous.as_ref()).await;
+                    this.isolate.renders.finish(&page_key, id);
                 }));
                 RenderOutcome::Stored(page)
             }

@@ -511,3 +511,29 @@ fn another_location_sees_a_new_page_only_after_propagation() {
         assert_eq!(cache_state(&far.get("/w").await), "HIT");
     });
 }
+
+#[test]
+fn a_visitor_arriving_before_the_write_lands_gets_the_rendered_page_without_a_render() {
+    let b = Bench::new();
+    block_on(async {
+        assert_eq!(cache_state(&b.get("/early").await), "MISS");
+        assert!(b.kv.visible_keys().is_empty(), "the write is still queued");
+        let second = b.get("/early").await;
+        assert_eq!((cache_state(&second), body(&second).as_str()), ("HIT", "page /early render=1"));
+        assert_eq!(b.origin.renders("/early"), 1);
+        b.run_background().await;
+        assert_eq!(cache_state(&b.get("/early").await), "HIT");
+    });
+}
+
+#[test]
+fn a_render_whose_write_never_lands_is_not_served_from_memory_forever() {
+    let b = Bench::new();
+    block_on(async {
+        b.get("/lost").await;
+        drop(b.queue.take_all()); // the runtime dropped the background write
+        b.clock.advance(super::render::MAX_PENDING_WRITE_MS);
+        assert_eq!(cache_state(&b.get("/lost").await), "MISS");
+        assert_eq!(b.origin.renders("/lost"), 2);
+    });
+}

@@ -1,0 +1,50 @@
+//! The runtime's clock, background work and console, behind the core's traits.
+
+use crate::background::{Background, Task};
+use crate::clock::{Clock, Millis};
+use crate::log::{Level, Logger};
+use futures_util::future::LocalBoxFuture;
+use std::time::Duration;
+use worker::{Context, Date, Delay};
+
+/// `Date.now()` (the only clock on `wasm32-unknown-unknown`) and `setTimeout`.
+pub struct WorkersClock;
+
+impl Clock for WorkersClock {
+    fn now_ms(&self) -> Millis {
+        Date::now().as_millis()
+    }
+
+    fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()> {
+        Box::pin(Delay::from(Duration::from_millis(ms)))
+    }
+}
+
+/// `ctx.waitUntil`: background work continues up to 30 s after the response.
+pub struct WaitUntil(Context);
+
+impl WaitUntil {
+    /// Wraps the request's context.
+    pub fn new(ctx: Context) -> Self {
+        Self(ctx)
+    }
+}
+
+impl Background for WaitUntil {
+    fn spawn(&self, task: Task) {
+        self.0.wait_until(task);
+    }
+}
+
+/// Log lines to the console (`wrangler tail`, `wrangler dev` output, Workers Logs).
+pub struct ConsoleLogger;
+
+impl Logger for ConsoleLogger {
+    fn log(&self, level: Level, message: &str) {
+        match level {
+            Level::Info => worker::console_log!("edge-isr: {message}"),
+            Level::Warn => worker::console_warn!("edge-isr: {message}"),
+            Level::Error => worker::console_error!("edge-isr: {message}"),
+        }
+    }
+}
