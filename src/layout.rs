@@ -4,10 +4,44 @@
 //! |---|---|---|
 //! | `p/{version}/{page id}` | page body | [`crate::meta::PageMeta`] |
 //! | `l/{version}/{page id}` | regeneration lease / back-off ([`crate::lease::Lease`] JSON) | — |
+//! | `t/{version}/{tag}/{page id}` | empty: "page carries tag" (the tag index) | — |
+//! | `g/{version}/{page id}` | the page's tags, JSON array (to remove members when tags change) | — |
+//!
+//! The tag index is one key per (tag, page) pair, read back with `list({prefix})`: no shared
+//! value is ever read-modified-written, so concurrent writers cannot lose members and no key is
+//! written more than once per change (KV allows one write per second per key). `{tag}` is
+//! escaped (`%` and `/`) so that no tag's prefix can match another tag's members, and shortened
+//! with a hash suffix past [`MAX_TAG_COMPONENT_BYTES`].
 //!
 //! `{version}` is `CACHE_VERSION`, so changing it starts from an empty cache. `{page id}` is
 //! `host/path?query` ([`crate::key::CacheKey::page_id`]), readable so that `list` by prefix
 //! finds every page under a path.
+
+use crate::key::shorten;
+
+/// Longest tag inside a KV key; longer tags keep their start and get a hash suffix.
+/// With a 32-byte version and a 400-byte page id, member keys stay within KV's 512 bytes.
+pub const MAX_TAG_COMPONENT_BYTES: usize = 72;
+
+/// A tag as it appears inside a key: `%` and `/` escaped, shortened if long.
+pub fn tag_component(tag: &str) -> String {
+    shorten(tag.replace('%', "%25").replace('/', "%2F"), MAX_TAG_COMPONENT_BYTES)
+}
+
+/// Prefix of every member key of `tag`.
+pub fn tag_prefix(version: &str, tag: &str) -> String {
+    format!("t/{version}/{}/", tag_component(tag))
+}
+
+/// KV key saying "page `page_id` carries `tag`".
+pub fn tag_member_key(version: &str, tag: &str, page_id: &str) -> String {
+    format!("{}{page_id}", tag_prefix(version, tag))
+}
+
+/// KV key of the list of a page's tags.
+pub fn page_tags_key(version: &str, page_id: &str) -> String {
+    format!("g/{version}/{page_id}")
+}
 
 /// KV key of a page body and its metadata.
 pub fn page_key(version: &str, page_id: &str) -> String {
@@ -41,6 +75,22 @@ mod tests {
         let id = "i".repeat(MAX_PAGE_ID_BYTES);
         assert!(page_key(&version, &id).len() <= MAX_KEY_BYTES);
         assert!(lease_key(&version, &id).len() <= MAX_KEY_BYTES);
+        assert!(page_tags_key(&version, &id).len() <= MAX_KEY_BYTES);
+        let longest_tag = "/".repeat(crate::policy::MAX_TAG_CHARS);
+        assert!(tag_member_key(&version, &longest_tag, &id).len() <= MAX_KEY_BYTES);
+        let multibyte_tag = "é".repeat(crate::policy::MAX_TAG_CHARS);
+        assert!(tag_member_key(&version, &multibyte_tag, &id).len() <= MAX_KEY_BYTES);
         assert_eq!(page_id_of(&version, &page_key(&version, &id)).as_deref(), Some(id.as_str()));
+    }
+
+    #[test]
+    fn no_tag_prefix_matches_another_tags_members() {
+        let a = tag_prefix("1", "a");
+        assert!(!tag_member_key("1", "a/b", "x/p").starts_with(&a));
+        assert!(!tag_member_key("1", "a%2Fb", "x/p").starts_with(&tag_prefix("1", "a/b")));
+        assert!(tag_member_key("1", "a", "x/p").starts_with(&a));
+        let long_a = "t".repeat(300);
+        let long_b = format!("{}u", "t".repeat(299));
+        assert_ne!(tag_prefix("1", &long_a), tag_prefix("1", &long_b));
     }
 }

@@ -13,6 +13,7 @@
 //!
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
+mod index;
 mod regenerate;
 mod render;
 mod write;

@@ -537,3 +537,67 @@ fn a_render_whose_write_never_lands_is_not_served_from_memory_forever() {
         assert_eq!(b.origin.renders("/lost"), 2);
     });
 }
+
+fn members(b: &Bench, tag: &str) -> Vec<String> {
+    let prefix = layout::tag_prefix(&b.config.cache_version, tag);
+    b.kv.visible_keys().into_iter().filter(|k| k.starts_with(&prefix)).map(|k| k[prefix.len()..].to_string()).collect()
+}
+
+#[test]
+fn storing_a_page_indexes_its_tags() {
+    let b = Bench::new();
+    b.origin.reply("/post/1", Reply::page("p", &[("cache-tag", "posts,post-1"), ("surrogate-key", "author/7")]));
+    b.origin.reply("/post/2", Reply::page("p", &[("cache-tag", "posts,post-2")]));
+    block_on(async {
+        // Two pages with a shared tag, written concurrently: neither loses its membership.
+        b.get("/post/1").await;
+        b.get("/post/2").await;
+        join_all(b.queue.take_all()).await;
+        assert_eq!(members(&b, "posts"), vec!["site.test/post/1", "site.test/post/2"]);
+        assert_eq!(members(&b, "post-1"), vec!["site.test/post/1"]);
+        assert_eq!(members(&b, "author/7"), vec!["site.test/post/1"]);
+        assert!(members(&b, "author").is_empty(), "a tag's prefix never matches another tag");
+    });
+}
+
+#[test]
+fn a_regeneration_with_unchanged_tags_writes_nothing_to_the_index() {
+    let b = Bench::new();
+    b.origin.reply("/t", Reply::page("t", &[("cache-control", "s-maxage=1"), ("cache-tag", "a,b,c")]));
+    block_on(async {
+        b.get("/t").await;
+        b.run_background().await;
+        b.clock.advance(1_000);
+        b.get("/t").await;
+        b.kv.reset_counts();
+        b.run_background().await;
+        let c = b.kv.counts();
+        // lease read + lease write + page write, nothing for the index
+        assert_eq!((c.gets, c.puts, c.deletes, c.lists), (1, 2, 0, 0));
+        assert_eq!(b.origin.renders("/t"), 2);
+    });
+}
+
+#[test]
+fn changed_tags_move_the_page_in_the_index() {
+    let b = Bench::new();
+    b.origin.reply("/m", Reply::page("m", &[("cache-control", "s-maxage=1"), ("cache-tag", "old,kept")]));
+    block_on(async {
+        b.get("/m").await;
+        b.run_background().await;
+        b.origin.reply("/m", Reply::page("m", &[("cache-control", "s-maxage=1"), ("cache-tag", "kept,new")]));
+        b.clock.advance(1_000);
+        b.get("/m").await;
+        b.run_background().await;
+        assert!(members(&b, "old").is_empty(), "stale members are removed");
+        assert_eq!(members(&b, "kept"), vec!["site.test/m"]);
+        assert_eq!(members(&b, "new"), vec!["site.test/m"]);
+        b.origin.reply("/m", Reply::page("m", &[("cache-control", "s-maxage=1")]));
+        b.clock.advance(1_000);
+        b.get("/m").await;
+        b.run_background().await;
+        assert!(members(&b, "kept").is_empty() && members(&b, "new").is_empty());
+        let tags_key = layout::page_tags_key(&b.config.cache_version, "site.test/m");
+        assert!(!b.kv.visible_keys().contains(&tags_key));
+    });
+}

@@ -78,13 +78,17 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Writes a prepared page. Never fails the caller: errors are logged, and the previously
     /// stored page (if any) stays in place.
-    pub(crate) async fn write_page(&self, page_key: &str, prepared: PreparedPage, _previous: Option<&PageMeta>) -> bool {
+    pub(crate) async fn write_page(&self, page_key: &str, prepared: PreparedPage, previous: Option<&PageMeta>) -> bool {
         let opts = PutOptions {
             metadata: Some(prepared.metadata),
             expiration_ttl: None,
         };
         match self.put_with_retry(page_key, prepared.page.body.clone(), opts).await {
             Ok(()) => {
+                if let Some(page_id) = crate::layout::page_id_of(&self.config.cache_version, page_key) {
+                    let digest = prepared.page.meta.tags_digest.as_deref();
+                    self.update_tag_index(&page_id, &prepared.tags, digest, previous).await;
+                }
                 self.log(
                     Level::Info,
                     &format!(
