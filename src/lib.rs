@@ -15,6 +15,7 @@ pub mod config;
 pub mod engine;
 pub mod freshness;
 pub mod http;
+pub mod invalidation;
 pub mod key;
 pub mod layout;
 pub mod lease;

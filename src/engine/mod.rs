@@ -14,6 +14,7 @@
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
 mod index;
+mod invalidate;
 mod regenerate;
 mod render;
 mod write;
@@ -24,6 +25,7 @@ use crate::conditional::if_none_match_matches;
 use crate::config::Config;
 use crate::freshness::{freshness, Freshness};
 use crate::http::{Body, Request, Response};
+use crate::invalidation::JobQueue;
 use crate::key::CacheKey;
 use crate::layout;
 use crate::lease::IsolateState;
@@ -35,6 +37,7 @@ use crate::state::{BypassReason, CacheState};
 use crate::store::KvStore;
 use std::rc::Rc;
 
+pub use invalidate::{Invalidation, InvalidationOutcome};
 pub use render::RenderOutcome;
 
 /// Response header carrying the cache state.
@@ -73,6 +76,7 @@ pub struct Engine<S, O> {
     pub(crate) background: Rc<dyn Background>,
     pub(crate) logger: Rc<dyn Logger>,
     pub(crate) isolate: Rc<Isolate>,
+    pub(crate) jobs: Option<Rc<dyn JobQueue>>,
 }
 
 impl<S, O> Clone for Engine<S, O> {
@@ -85,6 +89,7 @@ impl<S, O> Clone for Engine<S, O> {
             background: self.background.clone(),
             logger: self.logger.clone(),
             isolate: self.isolate.clone(),
+            jobs: self.jobs.clone(),
         }
     }
 }
@@ -108,7 +113,14 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             background,
             logger,
             isolate,
+            jobs: None,
         }
+    }
+
+    /// Lets invalidations continue in later invocations through `jobs` (a queue).
+    pub fn with_jobs(mut self, jobs: Rc<dyn JobQueue>) -> Self {
+        self.jobs = Some(jobs);
+        self
     }
 
     /// Answers one visitor request.
@@ -256,3 +268,5 @@ pub(crate) fn bypass_response(mut resp: Response, reason: &BypassReason) -> Resp
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod invalidation_tests;

@@ -125,6 +125,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 Err(reason) => return Regenerated::Failed(format!("304 without a usable revalidate time ({})", reason.as_str())),
             }
         }
+        self.carry_invalidation(page_key, &mut meta).await;
         let metadata = match meta.encode() {
             Ok(m) => m,
             Err(reason) => return Regenerated::Failed(reason.as_str().to_string()),

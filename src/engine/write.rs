@@ -17,13 +17,11 @@ use sha2::{Digest, Sha256};
 /// Retries of a write that KV rejected with 429 (one write per second per key).
 pub const WRITE_RETRIES: u32 = 3;
 
-/// A page ready to be written: its stored form, encoded metadata and tags.
+/// A page ready to be written: its stored form (metadata checked against KV's limit) and tags.
 #[derive(Clone, Debug)]
 pub struct PreparedPage {
     /// The page as it will be read back.
     pub page: StoredPage,
-    /// `page.meta` encoded for KV (checked against the 1024-byte limit).
-    pub metadata: String,
     /// The page's tags.
     pub tags: Vec<String>,
 }
@@ -65,22 +63,27 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             tags_digest: tags_digest(&tags),
             headers: policy::headers_to_store(&resp.headers).into_pairs(),
         };
-        let metadata = meta.encode()?;
+        // Fails (page not stored) when the headers cannot fit in KV metadata.
+        meta.encode()?;
         Ok(PreparedPage {
             page: StoredPage {
                 meta,
                 body: resp.body.clone(),
             },
-            metadata,
             tags,
         })
     }
 
     /// Writes a prepared page. Never fails the caller: errors are logged, and the previously
     /// stored page (if any) stays in place.
-    pub(crate) async fn write_page(&self, page_key: &str, prepared: PreparedPage, previous: Option<&PageMeta>) -> bool {
+    pub(crate) async fn write_page(&self, page_key: &str, mut prepared: PreparedPage, previous: Option<&PageMeta>) -> bool {
+        let current = self.carry_invalidation(page_key, &mut prepared.page.meta).await;
+        let previous = current.as_ref().or(previous);
+        let Ok(metadata) = prepared.page.meta.encode() else {
+            return false; // cannot happen: the same metadata fitted before, plus at most two small fields
+        };
         let opts = PutOptions {
-            metadata: Some(prepared.metadata),
+            metadata: Some(metadata),
             expiration_ttl: None,
         };
         match self.put_with_retry(page_key, prepared.page.body.clone(), opts).await {
@@ -105,6 +108,29 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 false
             }
         }
+    }
+
+    /// Reads the page as stored now, just before overwriting it. If an invalidation marked it
+    /// after the render we are about to write *started*, the new page inherits that mark: it
+    /// was rendered from content older than the invalidation, so it must not be served as
+    /// fresh. (Closes the race in this location; the re-check pass closes it across locations.)
+    /// Returns the stored metadata, which also tells the tag index what the page had before.
+    pub(crate) async fn carry_invalidation(&self, page_key: &str, meta: &mut PageMeta) -> Option<PageMeta> {
+        let current = match self.store.get(page_key).await {
+            Ok(Some(v)) => PageMeta::decode(v.metadata.as_deref()).ok()?,
+            Ok(None) => return None,
+            Err(e) => {
+                self.log(Level::Warn, &format!("re-reading {page_key} before writing failed: {e}"));
+                return None;
+            }
+        };
+        if let Some(at) = current.invalidated_at {
+            if at > meta.rendered_at {
+                meta.invalidated_at = Some(at);
+                meta.expired = current.expired;
+            }
+        }
+        Some(current)
     }
 
     /// A KV write that waits and retries when KV answers 429 (a key written in the last second).

@@ -1,0 +1,197 @@
+//! On-demand invalidation: what to invalidate, and the jobs that carry big invalidations
+//! across worker invocations.
+//!
+//! Marking a page stale rewrites it in KV with `invalidated_at` in its metadata (KV cannot
+//! update metadata alone), so the next visitor gets STALE and triggers a regeneration, while a
+//! HIT stays one KV read. A tag on 10,000 pages needs more KV operations than one invocation may
+//! make (1,000), so work is cut into [`SweepJob`]s: the webhook does what fits in its own
+//! invocation, then hands the rest (from a list cursor) to a queue consumer, one chunk per
+//! message. Every target is swept a second time after [`RECHECK_DELAY_S`]: by then any
+//! regeneration that started before the invalidation has written its page and that write has
+//! reached every location, so a page rendered before the invalidation cannot stay fresh.
+
+use crate::clock::Millis;
+use futures_util::future::LocalBoxFuture;
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+
+/// KV operations one invocation may spend on invalidation (of KV's 1,000), leaving room for
+/// the request's own reads and the queue hand-off.
+pub const OPS_PER_INVOCATION: u32 = 900;
+
+/// Delay of the second sweep: the longest regeneration (`waitUntil`, 30 s) plus KV's
+/// propagation delay (60 s).
+pub const RECHECK_DELAY_S: u32 = 90;
+
+/// How an invalidated page behaves on its next request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvalidationMode {
+    /// Served STALE while it regenerates (visitors never wait). Next.js's `revalidateTag`.
+    #[default]
+    Stale,
+    /// Rendered before answering; never shown again (a hard purge).
+    Expire,
+}
+
+/// What a sweep walks over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "value")]
+pub enum SweepTarget {
+    /// Every page carrying a tag (through the tag index).
+    Tag(String),
+    /// Every page whose id starts with this `host/path` prefix.
+    Prefix(String),
+    /// These page ids.
+    Pages(Vec<String>),
+}
+
+/// A unit of invalidation work, serializable so a queue can carry it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepJob {
+    /// What to walk.
+    pub target: SweepTarget,
+    /// When the invalidation was requested (ms); pages rendered since are left alone.
+    pub at: Millis,
+    /// Stale or expire.
+    pub mode: InvalidationMode,
+    /// Where to continue listing (`None`: from the start).
+    pub cursor: Option<String>,
+    /// 1 for the first sweep, 2 for the re-check.
+    pub pass: u8,
+}
+
+/// Where sweep jobs go to run in a later invocation (a Cloudflare Queue in production).
+pub trait JobQueue {
+    /// Sends `job`, to run after `delay_s` seconds.
+    fn enqueue(&self, job: SweepJob, delay_s: u32) -> LocalBoxFuture<'_, Result<(), String>>;
+}
+
+/// A [`JobQueue`] that keeps jobs in memory; tests run them by hand.
+#[derive(Default)]
+pub struct MemoryJobQueue {
+    jobs: RefCell<Vec<(SweepJob, u32)>>,
+}
+
+impl MemoryJobQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes every queued job with its delay.
+    pub fn take_all(&self) -> Vec<(SweepJob, u32)> {
+        std::mem::take(&mut *self.jobs.borrow_mut())
+    }
+
+    /// Number of queued jobs.
+    pub fn len(&self) -> usize {
+        self.jobs.borrow().len()
+    }
+
+    /// Whether no job is queued.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.borrow().is_empty()
+    }
+}
+
+impl JobQueue for MemoryJobQueue {
+    fn enqueue(&self, job: SweepJob, delay_s: u32) -> LocalBoxFuture<'_, Result<(), String>> {
+        self.jobs.borrow_mut().push((job, delay_s));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A count of KV operations still allowed in this invocation.
+#[derive(Debug)]
+pub struct OpBudget(Cell<u32>);
+
+impl OpBudget {
+    /// A budget of `ops` operations.
+    pub fn new(ops: u32) -> Self {
+        Self(Cell::new(ops))
+    }
+
+    /// Operations left.
+    pub fn remaining(&self) -> u32 {
+        self.0.get()
+    }
+
+    /// Spends `n` operations if that many are left.
+    pub fn take(&self, n: u32) -> bool {
+        match self.0.get().checked_sub(n) {
+            Some(left) => {
+                self.0.set(left);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What happened to one page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageMark {
+    /// It was marked stale (or expired) now.
+    Marked,
+    /// It was already stale from an earlier invalidation.
+    AlreadyStale,
+    /// It was rendered after the invalidation: nothing to do.
+    Newer,
+    /// No such page (or unreadable).
+    Missing,
+}
+
+/// Progress of one target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TargetReport {
+    /// Pages found for the target so far (marked now, or already stale).
+    pub pages: u32,
+    /// Of those, pages marked by this request.
+    pub marked: u32,
+    /// Whether every page of the target was reached in this invocation (false: the rest
+    /// continues in queued jobs).
+    pub complete: bool,
+}
+
+impl TargetReport {
+    /// Counts one page outcome.
+    pub fn count(&mut self, mark: PageMark) {
+        match mark {
+            PageMark::Marked => {
+                self.pages += 1;
+                self.marked += 1;
+            }
+            PageMark::AlreadyStale => self.pages += 1,
+            PageMark::Newer | PageMark::Missing => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_round_trip_through_json() {
+        let job = SweepJob {
+            target: SweepTarget::Tag("posts".into()),
+            at: 5,
+            mode: InvalidationMode::Expire,
+            cursor: Some("t/1/posts/x".into()),
+            pass: 2,
+        };
+        let json = serde_json::to_string(&job).unwrap();
+        assert!(json.contains(r#""kind":"tag""#), "{json}");
+        assert_eq!(serde_json::from_str::<SweepJob>(&json).unwrap(), job);
+    }
+
+    #[test]
+    fn budget_never_goes_negative() {
+        let b = OpBudget::new(3);
+        assert!(b.take(2));
+        assert!(!b.take(2));
+        assert!(b.take(1));
+        assert_eq!(b.remaining(), 0);
+    }
+}
