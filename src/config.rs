@@ -73,6 +73,11 @@ pub struct Config {
     pub regenerate_timeout_ms: u64,
     /// Path of the on-demand revalidation webhook (`REVALIDATE_PATH`).
     pub revalidate_path: String,
+    /// Shared secret of the webhook (`REVALIDATE_SECRET`, a secret, not a `[vars]` entry).
+    /// Empty: the webhook rejects every request.
+    pub revalidate_secret: String,
+    /// Rules mapping a CMS's own webhook payload to tags and paths (`WEBHOOK_MAPPINGS`, JSON).
+    pub webhook_mappings: String,
 }
 
 /// A variable that is missing or malformed.
@@ -168,6 +173,8 @@ impl Config {
             origin_timeout_ms: number("ORIGIN_TIMEOUT_MS", 10_000, 120_000)?,
             regenerate_timeout_ms: number("REGENERATE_TIMEOUT_MS", 20_000, WAIT_UNTIL_LIMIT_MS - 5_000)?,
             revalidate_path,
+            revalidate_secret: get("REVALIDATE_SECRET").unwrap_or_default(),
+            webhook_mappings: get("WEBHOOK_MAPPINGS").unwrap_or_default(),
         })
     }
 

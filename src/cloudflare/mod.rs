@@ -5,6 +5,7 @@
 //! No cache rule lives here.
 
 mod convert;
+mod jobs;
 mod kv;
 mod origin;
 mod runtime;
@@ -13,7 +14,8 @@ use crate::config::Config;
 use crate::engine::{Engine, Isolate};
 use crate::http::Response as CoreResponse;
 use std::rc::Rc;
-use worker::{event, Context, Env, Request, Response, Result};
+use crate::invalidation::SweepJob;
+use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
 
 /// Name of the KV namespace binding that holds pages (see `wrangler.toml`).
 pub const PAGES_BINDING: &str = "PAGES";
@@ -41,11 +43,42 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 }
 
 async fn handle(req: Request, env: &Env, ctx: Context) -> std::result::Result<CoreResponse, String> {
-    let config = Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string())).map_err(|e| e.to_string())?;
+    let engine = build_engine(env, ctx)?;
+    let request = convert::from_worker_request(req).await?;
+    Ok(engine.handle(request).await)
+}
+
+/// Queue consumer: continues invalidations (one job per message, one message per invocation).
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
+    let engine = build_engine(&env, ctx).map_err(worker::Error::RustError)?;
+    for message in batch.messages()? {
+        match serde_json::from_str::<SweepJob>(message.body()) {
+            Ok(job) => {
+                let report = engine.run_job(job).await;
+                worker::console_log!("edge-isr: invalidation job reached {} page(s), marked {}", report.pages, report.marked);
+            }
+            // A message we cannot read will never become readable: drop it, loudly.
+            Err(e) => worker::console_error!("edge-isr: dropping unreadable invalidation job: {e}"),
+        }
+    }
+    batch.ack_all();
+    Ok(())
+}
+
+/// The engine on this request's bindings and the isolate's shared state.
+fn build_engine(env: &Env, ctx: Context) -> std::result::Result<Engine<kv::WorkersKv, origin::FetchOrigin>, String> {
+    // `[vars]` entries and secrets (REVALIDATE_SECRET) are both string bindings on `env`.
+    let lookup = |name: &str| {
+        env.var(name)
+            .map(|v| v.to_string())
+            .or_else(|_| env.secret(name).map(|v| v.to_string()))
+            .ok()
+    };
+    let config = Config::from_vars(lookup).map_err(|e| e.to_string())?;
     let kv = env
         .kv(PAGES_BINDING)
         .map_err(|e| format!("KV binding {PAGES_BINDING} is missing: {e}"))?;
-    let request = convert::from_worker_request(req).await?;
     let engine = Engine::new(
         Rc::new(config),
         Rc::new(kv::WorkersKv::new(kv)),
@@ -55,5 +88,8 @@ async fn handle(req: Request, env: &Env, ctx: Context) -> std::result::Result<Co
         Rc::new(runtime::ConsoleLogger),
         ISOLATE.with(Rc::clone),
     );
-    Ok(engine.handle(request).await)
+    Ok(match env.queue(jobs::QUEUE_BINDING) {
+        Ok(queue) => engine.with_jobs(Rc::new(jobs::WorkersQueue::new(queue))),
+        Err(_) => engine,
+    })
 }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Local development: the test origin on 127.0.0.1:8788 and the worker in
+# `wrangler dev` (real workerd runtime, KV simulated under .wrangler/state) on
+# 127.0.0.1:8787. Ctrl-C stops both. Extra arguments go to `wrangler dev`.
+# Ports can be moved with EDGE_ISR_DEV_PORT / EDGE_ISR_ORIGIN_PORT.
+set -euo pipefail
+
+here="$(dirname "${BASH_SOURCE[0]}")"
+bash "$here/setup.sh"
+# shellcheck source=scripts/env.sh
+source "$here/env.sh"
+cd "$EDGE_ISR_ROOT"
+
+dev_port="${EDGE_ISR_DEV_PORT:-8787}"
+origin_port="${EDGE_ISR_ORIGIN_PORT:-8788}"
+origin_url="http://127.0.0.1:$origin_port"
+worker_url="http://127.0.0.1:$dev_port"
+
+say() { printf 'dev: %s\n' "$*"; }
+die() { printf 'dev: error: %s\n' "$*" >&2; exit 1; }
+
+# Any HTTP answer at all (even a 404/500) means the server is up.
+answers() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true)" != 000 ]; }
+
+for url in "$origin_url" "$worker_url"; do
+  ! answers "$url" || die "something already answers on $url: stop it or set EDGE_ISR_DEV_PORT / EDGE_ISR_ORIGIN_PORT"
+done
+
+# Each server runs in its own session/process group (setsid), so that cleanup can
+# signal the whole group: wrangler's workerd child and cargo's child go with it.
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  say "stopped"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say "building and starting the test origin on $origin_url"
+setsid cargo run --quiet --release -p test-origin -- --addr "127.0.0.1:$origin_port" \
+  </dev/null > >(sed -u 's/^/[origin] /') 2>&1 &
+pids+=("$!")
+origin_pid=$!
+
+# wrangler runs the [build] command from wrangler.toml (scripts/build.sh) before
+# serving, and again when src/ changes, so there is no separate build here.
+say "starting wrangler dev on $worker_url (it builds the worker first)"
+setsid wrangler dev --ip 127.0.0.1 --port "$dev_port" --var "ORIGIN_URL:$origin_url" \
+  --show-interactive-dev-session=false "$@" </dev/null &
+pids+=("$!")
+wrangler_pid=$!
+
+# First runs compile the origin and the worker in release mode: allow 15 minutes.
+deadline=$((SECONDS + 900))
+for name in origin worker; do
+  if [ "$name" = origin ]; then url="$origin_url" pid=$origin_pid; else url="$worker_url" pid=$wrangler_pid; fi
+  until answers "$url"; do
+    kill -0 "$pid" 2>/dev/null || die "the $name process exited before answering on $url (see its output above)"
+    [ "$SECONDS" -lt "$deadline" ] || die "the $name did not answer on $url within 15 minutes"
+    sleep 0.5
+  done
+  say "$name answers on $url"
+done
+
+say "ready: open $worker_url/ (origin: $origin_url). Ctrl-C stops both."
+# Returns when either server exits; the EXIT trap then stops the other one.
+wait -n "$origin_pid" "$wrangler_pid" || true
+say "a server exited"

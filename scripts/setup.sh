@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Installs everything the worker build and `wrangler dev` need, from package
+# registries only (worker-build's own downloads from GitHub fail offline).
+# Idempotent: each step checks first, so a second run takes seconds.
+# Non-interactive: safe with CI=true and no stdin.
+set -euo pipefail
+
+# shellcheck source=scripts/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$EDGE_ISR_ROOT"
+
+# worker-build is released in lockstep with the `worker` crate; bump both together.
+WORKER_BUILD_VERSION="${WORKER_BUILD_VERSION:-0.8.7}"
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+for cmd in cargo rustup node npm; do
+  command -v "$cmd" >/dev/null || die "$cmd not found on PATH"
+done
+
+# wrangler 4.86 needs Node >= 20.3 (later wrangler releases need Node 22).
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=3)?0:1)' \
+  || die "Node $(node --version) is too old: wrangler needs >= 20.3"
+
+# 1. Rust target for the worker.
+if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "wasm32-unknown-unknown target: present"
+else
+  say "wasm32-unknown-unknown target: adding"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# Installs crate $1 at version $2 into $EDGE_ISR_TOOLS unless binary $3 already
+# reports that version. Tries --locked first (reproducible); falls back to a plain
+# install because the registry has been seen to lack a version pinned in the
+# crate's own lock file.
+install_tool() {
+  local crate="$1" version="$2" bin="$EDGE_ISR_TOOLS/bin/$3" have=""
+  if [ -x "$bin" ]; then
+    have="$("$bin" --version 2>/dev/null | awk '{print $NF}')" || have=""
+  fi
+  if [ "$have" = "$version" ]; then
+    say "$crate $version: present"
+    return
+  fi
+  say "$crate $version: installing into $EDGE_ISR_TOOLS (${have:+replacing $have, }takes a few minutes)"
+  mkdir -p "$EDGE_ISR_TOOLS"
+  if ! cargo install --quiet --force --locked --root "$EDGE_ISR_TOOLS" "$crate" --version "=$version"; then
+    say "$crate $version: --locked install failed, retrying without --locked"
+    cargo install --quiet --force --root "$EDGE_ISR_TOOLS" "$crate" --version "=$version"
+  fi
+  have="$("$bin" --version 2>/dev/null | awk '{print $NF}')" || have=""
+  [ "$have" = "$version" ] || die "$bin reports '$have' after installing $crate $version"
+}
+
+# 2. worker-build, and a warning if Cargo.lock has moved to another `worker`.
+worker_version="$(edge_isr_lock_version worker)" || die "cannot read the worker version from Cargo.lock"
+if [ "$worker_version" != "$WORKER_BUILD_VERSION" ]; then
+  say "warning: Cargo.lock has worker $worker_version but worker-build is pinned to $WORKER_BUILD_VERSION (edit WORKER_BUILD_VERSION in scripts/setup.sh)"
+fi
+install_tool worker-build "$WORKER_BUILD_VERSION" worker-build
+
+# 3. wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock.
+bindgen_version="$(edge_isr_lock_version wasm-bindgen)" || die "cannot read the wasm-bindgen version from Cargo.lock"
+install_tool wasm-bindgen-cli "$bindgen_version" wasm-bindgen
+
+# 4. npm packages (wrangler + workerd, esbuild, binaryen's wasm-opt) from the
+#    committed lock. Reinstall only when package.json, package-lock.json or the
+#    Node version changed since the last `npm ci` (stamp kept inside node_modules,
+#    so deleting node_modules also forces a reinstall).
+stamp=node_modules/.edge-isr-npm-stamp
+want_stamp="$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1) node-$(node --version)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_stamp" ] \
+   && [ -x node_modules/.bin/wrangler ] && [ -x "$ESBUILD_BIN" ] && [ -x "$WASM_OPT_BIN" ]; then
+  say "node_modules: up to date"
+else
+  say "node_modules: npm ci"
+  # --ignore-scripts: nothing here needs its install script (esbuild and workerd
+  # find their platform binaries through optional dependencies), and npm 11 skips
+  # them by default anyway; this keeps older npm the same.
+  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error </dev/null
+  printf '%s\n' "$want_stamp" > "$stamp"
+fi
+
+# 5. Local secrets for `wrangler dev` (never committed).
+if [ -f .dev.vars ]; then
+  say ".dev.vars: present"
+else
+  cp .dev.vars.example .dev.vars
+  say ".dev.vars: created from .dev.vars.example"
+fi
+
+say "done (tools in $EDGE_ISR_TOOLS)"

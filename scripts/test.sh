@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Everything CI checks: native unit tests, the wasm build, then the end-to-end
+# suite (built worker in wrangler dev + test origin). Exits non-zero on any failure.
+set -euo pipefail
+
+here="$(dirname "${BASH_SOURCE[0]}")"
+bash "$here/setup.sh"
+# shellcheck source=scripts/env.sh
+source "$here/env.sh"   # exported, so the e2e harness's wrangler inherits the no-network settings
+cd "$EDGE_ISR_ROOT"
+
+echo "test: unit tests (native)"
+cargo test --workspace
+
+echo "test: building the worker"
+bash scripts/build.sh
+
+# TODO(lead): drop this guard once the e2e suite has landed.
+if [ -f tests/e2e/main.rs ]; then
+  echo "test: end-to-end suite"
+  cargo test --features e2e --test e2e --
+else
+  echo "test: end-to-end suite skipped (tests/e2e/main.rs does not exist yet)"
+fi
