@@ -1,0 +1,59 @@
+//! End-to-end suite: the built worker in `wrangler dev` (workerd + local KV) against the test
+//! origin, over HTTP on loopback. `wrangler dev` starts once; each test has its own paths.
+//!
+//! Run with `make test` (or `cargo test --features e2e --test e2e` after `make build`).
+//! Pass a substring to run only matching tests: `cargo test --features e2e --test e2e -- stale`.
+
+mod isr;
+mod support;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::time::Instant;
+use support::Suite;
+
+/// A named test.
+pub type Test = (&'static str, fn(&Suite));
+
+fn main() {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let tests: Vec<Test> = isr::TESTS
+        .iter()
+        .copied()
+        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let started = Instant::now();
+    println!("starting test origin and wrangler dev ...");
+    let suite = match Suite::start(root) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("e2e setup failed: {e}");
+            println!("0 passed, 1 failed");
+            std::process::exit(1);
+        }
+    };
+    println!("worker at {} (ready after {:.1?}); {} tests", suite.worker, started.elapsed(), tests.len());
+    let (mut passed, mut failed) = (0, Vec::new());
+    for (name, test) in &tests {
+        let t0 = Instant::now();
+        match catch_unwind(AssertUnwindSafe(|| test(&suite))) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.1?})", t0.elapsed());
+            }
+            Err(_) => {
+                failed.push(*name);
+                println!("test {name} ... FAILED ({:.1?})", t0.elapsed());
+            }
+        }
+    }
+    let log = suite.log_path.clone();
+    suite.stop();
+    if !failed.is_empty() {
+        println!("failed: {}", failed.join(", "));
+        println!("wrangler output: {}", log.display());
+    }
+    println!("e2e: {passed} passed, {} failed", failed.len());
+    std::process::exit(if failed.is_empty() { 0 } else { 1 });
+}

@@ -1,0 +1,276 @@
+//! The integration suite's fixtures: the test origin in-process, `wrangler dev` running the
+//! built worker once for the whole suite, a small HTTP client and polling helpers.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use test_origin::TestOrigin;
+
+/// Variables the suite runs the worker with (beside `ORIGIN_URL`).
+pub const WORKER_VARS: &[(&str, &str)] = &[
+    ("DEFAULT_REVALIDATE", "3600"),
+    ("ORIGIN_TIMEOUT_MS", "4000"),
+    ("REGENERATE_TIMEOUT_MS", "2000"),
+    ("CACHE_QUERY_PARAMS", "page"),
+];
+
+/// Everything the tests talk to.
+pub struct Suite {
+    /// Base URL of the worker, `http://127.0.0.1:PORT`.
+    pub worker: String,
+    /// The origin the worker renders from.
+    pub origin: TestOrigin,
+    wrangler: Child,
+    state_dir: PathBuf,
+    /// Where wrangler's output goes.
+    pub log_path: PathBuf,
+    agent: ureq::Agent,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Suite {
+    /// Starts the origin and `wrangler dev` (which must find a built worker in `build/`).
+    pub fn start(root: &Path) -> Result<Suite, String> {
+        let origin = TestOrigin::start("127.0.0.1:0").map_err(|e| format!("starting test origin: {e}"))?;
+        let port = free_port();
+        let work = root.join("target/e2e");
+        let state_dir = work.join(format!("state-{}", std::process::id()));
+        std::fs::create_dir_all(&state_dir).map_err(|e| e.to_string())?;
+        let log_path = work.join("wrangler.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+        let wrangler_bin = root.join("node_modules/.bin/wrangler");
+        if !wrangler_bin.exists() {
+            return Err("node_modules/.bin/wrangler is missing: run `make setup` first".into());
+        }
+        if !root.join("build/worker/shim.mjs").exists() {
+            return Err("build/worker/shim.mjs is missing: run `make build` first".into());
+        }
+        let mut cmd = Command::new(wrangler_bin);
+        cmd.current_dir(root)
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--persist-to")
+            .arg(&state_dir)
+            .args(["--var", &format!("ORIGIN_URL:{}", origin.url())]);
+        for (name, value) in WORKER_VARS {
+            cmd.args(["--var", &format!("{name}:{value}")]);
+        }
+        cmd.env("WRANGLER_SEND_METRICS", "false")
+            .env("EDGE_ISR_PREBUILT", "1")
+            .env("CI", "true")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0); // so stopping it stops workerd too
+        }
+        let wrangler = cmd.spawn().map_err(|e| format!("starting wrangler: {e}"))?;
+        let agent = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(Duration::from_secs(30))
+            .build();
+        let suite = Suite {
+            worker: format!("http://127.0.0.1:{port}"),
+            origin,
+            wrangler,
+            state_dir,
+            log_path,
+            agent,
+        };
+        suite.wait_until_ready(Duration::from_secs(180))?;
+        Ok(suite)
+    }
+
+    fn wait_until_ready(&self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        let probe = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build();
+        while Instant::now() < deadline {
+            match probe.get(&format!("{}/__e2e/ready", self.worker)).call() {
+                Ok(_) | Err(ureq::Error::Status(..)) => return Ok(()),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+        Err(format!("wrangler dev did not answer within {limit:?}; see {}", self.log_path.display()))
+    }
+
+    /// Sends a request to the worker.
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        self.send_to(&format!("{}{path}", self.worker), method, headers, body)
+    }
+
+    /// GET from the worker.
+    pub fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, &[], None)
+    }
+
+    /// GET from the worker with headers.
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.send("GET", path, headers, None)
+    }
+
+    fn send_to(&self, url: &str, method: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        let mut req = self.agent.request(method, url);
+        for (n, v) in headers {
+            req = req.set(n, v);
+        }
+        let result = match body {
+            Some(b) => req.send_string(b),
+            None => req.call(),
+        };
+        let resp = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {url}: {e}"),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = resp.header(&n).unwrap_or_default().to_string();
+                (n.to_ascii_lowercase(), v)
+            })
+            .collect();
+        let body = resp.into_string().unwrap_or_default();
+        Resp { status, headers, body }
+    }
+
+    /// Sets the origin's behaviour for `path` (JSON, see test-origin's docs).
+    pub fn behave(&self, path: &str, behaviour: serde_json::Value) {
+        let url = format!("{}/__origin/behaviour?path={}", self.origin.url(), enc(path));
+        let r = self.send_to(&url, "PUT", &[("content-type", "application/json")], Some(&behaviour.to_string()));
+        assert_eq!(r.status, 200, "setting behaviour of {path}: {}", r.body);
+    }
+
+    /// The origin's counters for `path`.
+    pub fn stats(&self, path: &str) -> Stats {
+        let url = format!("{}/__origin/stats?path={}", self.origin.url(), enc(path));
+        let r = self.send_to(&url, "GET", &[], None);
+        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("stats of {path}: {e}: {}", r.body))
+    }
+
+    /// The last requests the origin received for `path`.
+    pub fn origin_requests(&self, path: &str) -> Vec<serde_json::Value> {
+        let url = format!("{}/__origin/requests?path={}", self.origin.url(), enc(path));
+        let r = self.send_to(&url, "GET", &[], None);
+        serde_json::from_str(&r.body).unwrap_or_default()
+    }
+
+    /// Lines of wrangler's output containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        std::fs::File::open(&self.log_path)
+            .map(|f| BufReader::new(f).lines().map_while(Result::ok).filter(|l| l.contains(needle)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops wrangler (and workerd) and the origin, and removes the local KV state.
+    pub fn stop(mut self) {
+        self.stop_wrangler();
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+
+    fn stop_wrangler(&mut self) {
+        let pid = self.wrangler.id();
+        let _ = Command::new("kill").args(["-TERM", &format!("-{pid}")]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.wrangler.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", &format!("-{pid}")]).status();
+        let _ = self.wrangler.wait();
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        if let Ok(None) = self.wrangler.try_wait() {
+            self.stop_wrangler();
+        }
+    }
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A response from the worker or the origin.
+#[derive(Clone, Debug)]
+pub struct Resp {
+    /// Status.
+    pub status: u16,
+    /// Headers, names lower-cased (last value wins).
+    pub headers: HashMap<String, String>,
+    /// Body text.
+    pub body: String,
+}
+
+impl Resp {
+    /// The `x-isr-cache` header, or "" when absent.
+    pub fn state(&self) -> &str {
+        self.header("x-isr-cache")
+    }
+
+    /// A header value, or "".
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// The render counter the test origin printed in the body (`render=N`).
+    pub fn render(&self) -> u32 {
+        self.body
+            .split("render=")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The origin's counters for one path.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct Stats {
+    /// Full renders.
+    #[serde(default)]
+    pub renders: u32,
+    /// 304 answers.
+    #[serde(default)]
+    pub not_modified: u32,
+    /// Failures (configured 500s).
+    #[serde(default)]
+    pub failures: u32,
+    /// All requests.
+    #[serde(default)]
+    pub requests: u32,
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics with `what` after `limit`.
+pub fn poll<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Lets a page age past its revalidate time. This waits for wall-clock time to pass (what the
+/// test is about), not for another task: there is nothing to poll for.
+pub fn let_age(d: Duration) {
+    std::thread::sleep(d);
+}
