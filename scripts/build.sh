@@ -2,9 +2,6 @@
 # Builds the worker: build/worker/shim.mjs + the wasm module, using the tools
 # pinned by scripts/setup.sh (never worker-build's GitHub downloads).
 # Also wrangler's [build] command, so `wrangler dev` / `wrangler deploy` run it.
-#
-# EDGE_ISR_PREBUILT=1: keep an existing build and do nothing (the e2e harness
-# sets it: it builds once, then starts `wrangler dev`, which would rebuild).
 set -euo pipefail
 
 # shellcheck source=scripts/env.sh
@@ -13,11 +10,6 @@ cd "$EDGE_ISR_ROOT"
 
 say() { printf 'build: %s\n' "$*"; }
 die() { printf 'build: error: %s\n' "$*" >&2; exit 1; }
-
-if [ "${EDGE_ISR_PREBUILT:-}" = 1 ] && [ -f build/worker/shim.mjs ]; then
-  say "EDGE_ISR_PREBUILT=1: using the existing build/"
-  exit 0
-fi
 
 # If any of these is missing, worker-build would fall back to downloading it,
 # which fails offline with an obscure error: say what to do instead.
@@ -28,12 +20,42 @@ want="$(edge_isr_lock_version wasm-bindgen)"
 have="$("$WASM_BINDGEN_BIN" --version | awk '{print $NF}')"
 [ "$have" = "$want" ] || die "wasm-bindgen CLI is $have but Cargo.lock has $want: run 'make setup'"
 
-"$EDGE_ISR_TOOLS/bin/worker-build" --release "$@"
+# Skip the build when nothing it depends on changed since the last one. This
+# matters because `wrangler dev` runs the [build] command twice at start-up (once
+# for the entry point, once more when its file watcher is ready), and each
+# worker-build run costs ~7 s of wasm-bindgen + wasm-opt even when cargo has
+# nothing to do. EDGE_ISR_FORCE_BUILD=1 rebuilds regardless.
+inputs_hash() {
+  {
+    find src -type f -print0 | sort -z | xargs -0 sha256sum
+    sha256sum Cargo.toml Cargo.lock
+    if [ -f build.rs ]; then sha256sum build.rs; fi
+    rustc -V
+    "$EDGE_ISR_TOOLS/bin/worker-build" --version
+    "$WASM_BINDGEN_BIN" --version
+    "$WASM_OPT_BIN" --version
+    "$ESBUILD_BIN" --version
+    printf 'args: %s\n' "$*"
+    env | grep -E '^(RUSTFLAGS|CARGO_ENCODED_RUSTFLAGS|CARGO_PROFILE_[A-Z_]*|CARGO_BUILD_[A-Z_]*|CARGO_TARGET_DIR|CUSTOM_SHIM|NO_MINIFY|RUN_TO_COMPLETION|COREDUMP[A-Z_]*)=' | sort || true
+  } | sha256sum | cut -d' ' -f1
+}
+stamp=build/.edge-isr-inputs
+hash="$(inputs_hash "$@")"
+if [ "${EDGE_ISR_FORCE_BUILD:-}" != 1 ] && [ -f build/worker/shim.mjs ] && [ -f build/index_bg.wasm ] \
+   && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then
+  say "up to date (sources, Cargo files and tools unchanged; EDGE_ISR_FORCE_BUILD=1 to rebuild)"
+else
+  rm -f "$stamp"
+  "$EDGE_ISR_TOOLS/bin/worker-build" --release "$@"
+  printf '%s\n' "$hash" > "$stamp"
+fi
 
-# worker-build names the module after the crate; report whatever .wasm it wrote.
-wasm="$(find build -maxdepth 2 -name '*.wasm' -newer Cargo.toml -print -quit 2>/dev/null || true)"
-[ -n "$wasm" ] || wasm="$(find build -maxdepth 2 -name '*.wasm' -print -quit)"
-[ -n "$wasm" ] && [ -f build/worker/shim.mjs ] || die "worker-build finished but build/worker/shim.mjs or the .wasm is missing"
+# worker-build 0.8 writes build/index.js + build/index_bg.wasm (shim.mjs re-exports index.js).
+wasm=build/index_bg.wasm
+[ -f "$wasm" ] || wasm="$(find build -maxdepth 2 -name '*.wasm' -print -quit)"
+if [ -z "$wasm" ] || [ ! -f build/worker/shim.mjs ]; then
+  die "worker-build finished but build/worker/shim.mjs or the .wasm is missing"
+fi
 size=$(wc -c < "$wasm")
 gz=$(gzip -9 -c "$wasm" | wc -c)
 say "$wasm: $((size / 1024)) KiB, gzip -9 $((gz / 1024)) KiB"

@@ -54,7 +54,7 @@ edge_isr_lock_version() {
     return 1
   fi
   if [ "$(printf '%s\n' "$versions" | wc -l)" -ne 1 ]; then
-    echo "Cargo.lock pins several $1 versions: $(echo $versions)" >&2
+    echo "Cargo.lock pins several $1 versions: $(printf '%s ' "$versions" | tr '\n' ' ')" >&2
     return 1
   fi
   printf '%s\n' "$versions"

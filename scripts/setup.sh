@@ -46,10 +46,18 @@ install_tool() {
   fi
   say "$crate $version: installing into $EDGE_ISR_TOOLS (${have:+replacing $have, }takes a few minutes)"
   mkdir -p "$EDGE_ISR_TOOLS"
-  if ! cargo install --quiet --force --locked --root "$EDGE_ISR_TOOLS" "$crate" --version "=$version"; then
-    say "$crate $version: --locked install failed, retrying without --locked"
-    cargo install --quiet --force --root "$EDGE_ISR_TOOLS" "$crate" --version "=$version"
+  local err
+  err="$(mktemp)"
+  if ! cargo install --quiet --force --locked --root "$EDGE_ISR_TOOLS" "$crate" --version "=$version" 2>"$err"; then
+    # e.g. wasm-bindgen-cli 0.2.130's lock pins webpki-roots 1.0.11, absent from crates.io.
+    say "$crate $version: --locked failed ($(grep -m1 '^error' "$err" | cut -c1-120)); retrying without --locked"
+    if ! cargo install --quiet --force --root "$EDGE_ISR_TOOLS" "$crate" --version "=$version"; then
+      cat "$err" >&2
+      rm -f "$err"
+      die "could not install $crate $version"
+    fi
   fi
+  rm -f "$err"
   have="$("$bin" --version 2>/dev/null | awk '{print $NF}')" || have=""
   [ "$have" = "$version" ] || die "$bin reports '$have' after installing $crate $version"
 }

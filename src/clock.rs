@@ -17,6 +17,10 @@ pub trait Clock {
     fn now_ms(&self) -> Millis;
     /// A future that completes after `ms` milliseconds (used for retry back-off in background work).
     fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()>;
+    /// A short wait belonging to the current request, between two looks at work that another
+    /// request is doing. Workers cancel a request that awaits another request's I/O (it looks
+    /// hung), so a visitor waiting for a render started by another visitor polls instead.
+    fn pause(&self) -> LocalBoxFuture<'static, ()>;
 }
 
 /// A clock that only moves when told to. Cloning shares the same time.
@@ -49,5 +53,26 @@ impl Clock for ManualClock {
     fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()> {
         self.advance(ms);
         Box::pin(async {})
+    }
+
+    /// Lets other tasks run once, without moving time.
+    fn pause(&self) -> LocalBoxFuture<'static, ()> {
+        Box::pin(YieldOnce(false))
+    }
+}
+
+/// A future that is pending once (waking itself) and then ready.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
     }
 }

@@ -28,6 +28,7 @@ pub mod state;
 pub mod store;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod webhook;
 
 #[cfg(target_arch = "wasm32")]
 mod cloudflare;

@@ -18,7 +18,14 @@ impl Clock for WorkersClock {
     fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()> {
         Box::pin(Delay::from(Duration::from_millis(ms)))
     }
+
+    fn pause(&self) -> LocalBoxFuture<'static, ()> {
+        Box::pin(Delay::from(Duration::from_millis(PAUSE_MS)))
+    }
 }
+
+/// How often a visitor waiting for another visitor's render looks at it.
+const PAUSE_MS: u64 = 10;
 
 /// `ctx.waitUntil`: background work continues up to 30 s after the response.
 pub struct WaitUntil(Context);

@@ -6,7 +6,7 @@
 
 use super::Engine;
 use crate::config::TrailingSlash;
-use crate::invalidation::{InvalidationMode, OpBudget, PageMark, SweepJob, SweepTarget, TargetReport, OPS_PER_INVOCATION, RECHECK_DELAY_S};
+use crate::invalidation::{Invalidation, InvalidationMode, OpBudget, PageMark, SweepJob, SweepTarget, TargetReport, OPS_PER_INVOCATION, RECHECK_DELAY_S};
 use crate::key::{self, normalise_path};
 use crate::layout;
 use crate::log::Level;
@@ -17,19 +17,6 @@ use futures_util::stream::{self, StreamExt};
 
 /// Pages marked at the same time (the runtime allows 6 open connections per invocation).
 pub const MARK_CONCURRENCY: usize = 6;
-
-/// What an on-demand invalidation asks for, already validated.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Invalidation {
-    /// Tags.
-    pub tags: Vec<String>,
-    /// Paths (each one page; may include a query).
-    pub paths: Vec<String>,
-    /// Path prefixes (every page under them).
-    pub prefixes: Vec<String>,
-    /// Stale or expire.
-    pub mode: InvalidationMode,
-}
 
 /// The result of an invalidation request, per target.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

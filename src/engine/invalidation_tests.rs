@@ -1,8 +1,7 @@
 //! On-demand invalidation: paths, prefixes, tags at scale, expire mode, and the race with
 //! regenerations in flight.
 
-use super::Invalidation;
-use crate::invalidation::{InvalidationMode, MemoryJobQueue, SweepJob, OPS_PER_INVOCATION, RECHECK_DELAY_S};
+use crate::invalidation::{Invalidation, InvalidationMode, MemoryJobQueue, SweepJob, OPS_PER_INVOCATION, RECHECK_DELAY_S};
 use crate::memory_store::MemoryKv;
 use crate::testing::{body, cache_state, Bench, FakeOrigin, Reply};
 use futures::executor::block_on;

@@ -15,6 +15,7 @@
 
 mod index;
 mod invalidate;
+mod revalidate;
 mod regenerate;
 mod render;
 mod write;
@@ -37,7 +38,7 @@ use crate::state::{BypassReason, CacheState};
 use crate::store::KvStore;
 use std::rc::Rc;
 
-pub use invalidate::{Invalidation, InvalidationOutcome};
+pub use invalidate::InvalidationOutcome;
 pub use render::RenderOutcome;
 
 /// Response header carrying the cache state.
@@ -125,6 +126,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Answers one visitor request.
     pub async fn handle(&self, req: Request) -> Response {
+        if self.is_revalidate_request(&req) {
+            return self.handle_revalidate(req).await;
+        }
         let key = match policy::classify_request(&req, &self.config) {
             RequestDecision::Cacheable(key) => key,
             RequestDecision::Bypass(reason) => return self.pass_through(req, reason).await,

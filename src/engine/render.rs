@@ -79,7 +79,17 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// (a fresh `Set-Cookie`), so the others fetch their own copy.
     pub(crate) async fn render(&self, req: &Request, key: &CacheKey, page_key: &str, previous: Option<PageMeta>) -> Response {
         let (id, render, leader) = self.join_or_start_render(key, page_key, previous);
-        let outcome = render.await;
+        let outcome = if leader {
+            render.await
+        } else {
+            match self.wait_for(&render).await {
+                Some(outcome) => outcome,
+                None => {
+                    return Response::json_error(504, "waited too long for a render started by another request")
+                        .with_header(super::CACHE_STATE_HEADER, CacheState::Miss.as_str())
+                }
+            }
+        };
         if !matches!(outcome, RenderOutcome::Stored(_)) {
             // Stored renders stay until their write lands (the write task removes them).
             self.isolate.renders.finish(page_key, id);
@@ -95,6 +105,22 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 }
             }
             RenderOutcome::Failed(e) => self.origin_error_response(&e),
+        }
+    }
+
+    /// Waits for a render another request started, by looking at it between short pauses of
+    /// this request's own (never by awaiting it: see [`crate::clock::Clock::pause`]). Gives up
+    /// a second after the origin timeout, by which time the render has ended one way or another.
+    async fn wait_for(&self, render: &SharedRender) -> Option<RenderOutcome> {
+        let deadline = self.clock.now_ms() + self.config.origin_timeout_ms + 1_000;
+        loop {
+            if let Some(outcome) = render.peek() {
+                return Some(outcome.clone());
+            }
+            if self.clock.now_ms() >= deadline {
+                return None;
+            }
+            self.clock.pause().await;
         }
     }
 

@@ -11,6 +11,11 @@ use futures::task::LocalSpawnExt;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// Lets the other tasks of the pool run once.
+async fn yield_once() {
+    crate::clock::Clock::pause(&crate::clock::ManualClock::new(0)).await;
+}
+
 fn page_key(bench: &Bench, id: &str) -> String {
     layout::page_key(&bench.config.cache_version, id)
 }
@@ -121,9 +126,20 @@ fn concurrent_misses_share_one_render() {
             })
             .unwrap();
     }
-    pool.run_until_stalled();
-    assert_eq!(b.origin.request_count(), 1, "fifty visitors, one origin request in flight");
-    gate.open();
+    // Followers keep polling (they never await the leader's render), so the pool never
+    // stalls while the origin is held; a controller task lets everyone run a while, checks
+    // that only one origin request is in flight, then releases it.
+    let (b2, r2) = (b.clone(), results.clone());
+    pool.spawner()
+        .spawn_local(async move {
+            for _ in 0..200 {
+                yield_once().await;
+            }
+            assert_eq!(b2.origin.request_count(), 1, "fifty visitors, one origin request in flight");
+            assert!(r2.borrow().is_empty(), "everyone is waiting for the one render");
+            gate.open();
+        })
+        .unwrap();
     pool.run();
     let results = results.borrow();
     assert_eq!(results.len(), 50);
@@ -147,8 +163,14 @@ fn an_uncacheable_shared_render_is_not_handed_to_other_visitors() {
             })
             .unwrap();
     }
-    pool.run_until_stalled();
-    gate.open();
+    pool.spawner()
+        .spawn_local(async move {
+            for _ in 0..200 {
+                yield_once().await;
+            }
+            gate.open();
+        })
+        .unwrap();
     pool.run();
     let bodies: Vec<String> = results.borrow().iter().map(body).collect();
     assert_eq!(b.origin.renders("/cookie"), 3, "each visitor got their own render");

@@ -46,14 +46,18 @@ fn stale_after_revalidate_then_new_content(s: &Suite) {
     s.behave(p, json!({"headers": {"cache-control": "public, s-maxage=1"}}));
     assert_eq!(s.get(p).state(), "MISS");
     assert_eq!(s.get(p).state(), "HIT");
+    // The editor changes the content; the page has 1 s to live.
+    s.behave(p, json!({"headers": {"cache-control": "public, s-maxage=1"}, "content": "v2"}));
     let_age(Duration::from_millis(1100));
     let stale = s.get(p);
     assert_eq!(stale.state(), "STALE", "{stale:?}");
     assert_eq!(stale.render(), 1, "the visitor got the stored page");
+    assert!(stale.body.contains("content=v1"));
     let fresh = poll("regenerated page", SHORT, || {
         let r = s.get(p);
         (r.render() == 2).then_some(r)
     });
+    assert!(fresh.body.contains("content=v2"), "{}", fresh.body);
     assert!(matches!(fresh.state(), "HIT" | "STALE"), "{fresh:?}");
     assert_eq!(s.stats(p).renders, 2);
 }
@@ -64,7 +68,8 @@ fn fifty_concurrent_stale_hits_one_render(s: &Suite) {
     assert_eq!(s.get(p).state(), "MISS");
     poll("page stored", SHORT, || (s.get(p).state() == "HIT").then_some(()));
     // The regeneration will take 1.5 s, so all fifty requests find the page stale.
-    s.behave(p, json!({"headers": {"cache-control": "s-maxage=1"}, "stall_ms": 1500}));
+    // Etag off: the regeneration must re-render (no 304 short-cut).
+    s.behave(p, json!({"headers": {"cache-control": "s-maxage=1"}, "stall_ms": 1500, "etag": false}));
     let_age(Duration::from_millis(1100));
     let barrier = Barrier::new(50);
     let states: Vec<(u16, String, u32)> = std::thread::scope(|scope| {

@@ -5,6 +5,7 @@
 //! Pass a substring to run only matching tests: `cargo test --features e2e --test e2e -- stale`.
 
 mod isr;
+mod revalidate;
 mod support;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,6 +20,7 @@ fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let tests: Vec<Test> = isr::TESTS
         .iter()
+        .chain(revalidate::TESTS)
         .copied()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();

@@ -9,12 +9,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use test_origin::TestOrigin;
 
+/// The webhook secret the suite runs the worker with.
+pub const SECRET: &str = "e2e-secret";
+
 /// Variables the suite runs the worker with (beside `ORIGIN_URL`).
 pub const WORKER_VARS: &[(&str, &str)] = &[
     ("DEFAULT_REVALIDATE", "3600"),
     ("ORIGIN_TIMEOUT_MS", "4000"),
     ("REGENERATE_TIMEOUT_MS", "2000"),
     ("CACHE_QUERY_PARAMS", "page"),
+    ("REVALIDATE_SECRET", SECRET),
 ];
 
 /// Everything the tests talk to.
@@ -54,9 +58,12 @@ impl Suite {
         if !root.join("build/worker/shim.mjs").exists() {
             return Err("build/worker/shim.mjs is missing: run `make build` first".into());
         }
+        let config = e2e_config(root, &work)?;
         let mut cmd = Command::new(wrangler_bin);
         cmd.current_dir(root)
             .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--config")
+            .arg(&config)
             .arg("--persist-to")
             .arg(&state_dir)
             .args(["--var", &format!("ORIGIN_URL:{}", origin.url())]);
@@ -64,7 +71,6 @@ impl Suite {
             cmd.args(["--var", &format!("{name}:{value}")]);
         }
         cmd.env("WRANGLER_SEND_METRICS", "false")
-            .env("EDGE_ISR_PREBUILT", "1")
             .env("CI", "true")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -180,7 +186,8 @@ impl Suite {
 
     fn stop_wrangler(&mut self) {
         let pid = self.wrangler.id();
-        let _ = Command::new("kill").args(["-TERM", &format!("-{pid}")]).status();
+        // `--`: without it, `kill` may read the negative process-group id as an option.
+        let _ = Command::new("kill").args(["-s", "TERM", "--", &format!("-{pid}")]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.wrangler.try_wait() {
@@ -188,7 +195,7 @@ impl Suite {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = Command::new("kill").args(["-KILL", &format!("-{pid}")]).status();
+        let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{pid}")]).status();
         let _ = self.wrangler.wait();
     }
 }
@@ -199,6 +206,33 @@ impl Drop for Suite {
             self.stop_wrangler();
         }
     }
+}
+
+/// The project's `wrangler.toml` without its `[build]` table, pointing at the built worker:
+/// the suite tests the build made before it started, and a source edit during the run must
+/// not rebuild and reload the worker under the tests' feet.
+fn e2e_config(root: &Path, work: &Path) -> Result<PathBuf, String> {
+    let original = std::fs::read_to_string(root.join("wrangler.toml")).map_err(|e| format!("reading wrangler.toml: {e}"))?;
+    let mut out = String::new();
+    let mut in_build = false;
+    for line in original.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_build = trimmed.starts_with("[build]");
+        }
+        if in_build {
+            continue;
+        }
+        if trimmed.starts_with("main ") || trimmed.starts_with("main=") {
+            out.push_str(&format!("main = {:?}\n", root.join("build/worker/shim.mjs").display().to_string()));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let path = work.join("wrangler.e2e.toml");
+    std::fs::write(&path, out).map_err(|e| e.to_string())?;
+    Ok(path)
 }
 
 fn enc(s: &str) -> String {

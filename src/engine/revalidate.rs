@@ -1,0 +1,62 @@
+//! The revalidation webhook route: method and size checks, authentication, parsing, then
+//! invalidation, in that order (so an unauthenticated caller learns nothing and changes nothing).
+
+use super::Engine;
+use crate::http::{Request, Response};
+use crate::log::Level;
+use crate::origin::Origin;
+use crate::store::KvStore;
+use crate::webhook::{self, Mappings, WebhookError};
+
+impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
+    /// Whether `req` is addressed to the revalidation webhook.
+    pub fn is_revalidate_request(&self, req: &Request) -> bool {
+        url::Url::parse(&req.url).is_ok_and(|u| u.path() == self.config.revalidate_path)
+    }
+
+    /// Answers a call to the revalidation webhook.
+    pub async fn handle_revalidate(&self, req: Request) -> Response {
+        if !req.method.eq_ignore_ascii_case("POST") {
+            return WebhookError::MethodNotAllowed(req.method.clone()).to_response();
+        }
+        if req.body.len() > webhook::MAX_BODY_BYTES {
+            return WebhookError::PayloadTooLarge(req.body.len()).to_response();
+        }
+        let method = match webhook::authenticate(&req, &self.config.revalidate_secret, self.clock.now_ms()) {
+            Ok(m) => m,
+            Err(e) => {
+                self.log(Level::Warn, &format!("revalidation webhook refused: {}", e.message()));
+                return e.to_response();
+            }
+        };
+        let mappings = match Mappings::from_json(&self.config.webhook_mappings) {
+            Ok(m) => m,
+            Err(e) => {
+                let message = format!("configuration variable WEBHOOK_MAPPINGS: {e}");
+                self.log(Level::Error, &message);
+                return Response::json_error(500, &message);
+            }
+        };
+        let invalidation = match webhook::parse_request(&req, &mappings) {
+            Ok(r) => r,
+            Err(e) => return e.to_response(),
+        };
+        let hosts = self.invalidation_hosts(&req);
+        let outcome = self.invalidate(&hosts, &invalidation).await;
+        self.log(Level::Info, &format!("revalidation webhook accepted ({})", method.as_str()));
+        Response::json(200, &outcome.to_json(invalidation.mode))
+    }
+
+    /// Hosts whose pages a webhook call invalidates: the configured `CACHE_HOSTS`, or the host
+    /// the webhook was called on (pages are keyed by host).
+    fn invalidation_hosts(&self, req: &Request) -> Vec<String> {
+        if !self.config.cache_hosts.is_empty() {
+            return self.config.cache_hosts.clone();
+        }
+        url::Url::parse(&req.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .into_iter()
+            .collect()
+    }
+}
