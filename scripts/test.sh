@@ -15,10 +15,5 @@ cargo test --workspace
 echo "test: building the worker"
 bash scripts/build.sh
 
-# TODO(lead): drop this guard once the e2e suite has landed.
-if [ -f tests/e2e/main.rs ]; then
-  echo "test: end-to-end suite"
-  cargo test --features e2e --test e2e --
-else
-  echo "test: end-to-end suite skipped (tests/e2e/main.rs does not exist yet)"
-fi
+echo "test: end-to-end suite (wrangler dev + test origin)"
+cargo test --features e2e --test e2e

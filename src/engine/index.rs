@@ -46,11 +46,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             self.put_with_retry(&member, Body::new(), PutOptions::default()).await?;
         }
         for tag in old.iter().filter(|t| !tags.contains(t)) {
-            self.store.delete(&layout::tag_member_key(version, tag, page_id)).await?;
+            self.delete_with_retry(&layout::tag_member_key(version, tag, page_id)).await?;
         }
         if tags.is_empty() {
             if !old.is_empty() {
-                self.store.delete(&list_key).await?;
+                self.delete_with_retry(&list_key).await?;
             }
         } else if old.len() != tags.len() || tags.iter().any(|t| !old.contains(t)) {
             let json = serde_json::to_vec(tags).unwrap_or_default();

@@ -161,17 +161,4 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }
         result
     }
-
-    async fn delete_with_retry(&self, key: &str) -> Result<(), StoreError> {
-        let mut attempt = 0;
-        loop {
-            match self.store.delete(key).await {
-                Err(StoreError::RateLimited) if attempt < super::write::WRITE_RETRIES => {
-                    attempt += 1;
-                    self.clock.sleep(1000 << (attempt - 1)).await;
-                }
-                other => return other,
-            }
-        }
-    }
 }

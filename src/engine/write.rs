@@ -135,9 +135,23 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// A KV write that waits and retries when KV answers 429 (a key written in the last second).
     pub(crate) async fn put_with_retry(&self, key: &str, value: Body, opts: PutOptions) -> Result<(), StoreError> {
+        self.retry_rate_limited(|| self.store.put(key, value.clone(), opts.clone())).await
+    }
+
+    /// A KV delete, retried like [`Engine::put_with_retry`] (deletes are writes for KV's limit).
+    pub(crate) async fn delete_with_retry(&self, key: &str) -> Result<(), StoreError> {
+        self.retry_rate_limited(|| self.store.delete(key)).await
+    }
+
+    /// Runs a KV write, and again after 1 s, 2 s and 4 s while KV answers 429.
+    async fn retry_rate_limited<F, Fut>(&self, mut write: F) -> Result<(), StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
         let mut attempt = 0;
         loop {
-            match self.store.put(key, value.clone(), opts.clone()).await {
+            match write().await {
                 Err(StoreError::RateLimited) if attempt < WRITE_RETRIES => {
                     attempt += 1;
                     self.clock.sleep(1000 << (attempt - 1)).await;
