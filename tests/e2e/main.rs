@@ -4,6 +4,7 @@
 //! Run with `make test` (or `cargo test --features e2e --test e2e` after `make build`).
 //! Pass a substring to run only matching tests: `cargo test --features e2e --test e2e -- stale`.
 
+mod faults;
 mod isr;
 mod revalidate;
 mod support;
@@ -21,6 +22,7 @@ fn main() {
     let tests: Vec<Test> = isr::TESTS
         .iter()
         .chain(revalidate::TESTS)
+        .chain(faults::TESTS)
         .copied()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();

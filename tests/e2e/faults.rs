@@ -1,0 +1,140 @@
+//! Faults and load: the last good page survives a misbehaving origin, and a mix of hits, stale
+//! hits, misses and webhooks at once gets no 5xx and loses no page.
+
+use crate::support::{let_age, poll, Suite, SECRET};
+use crate::Test;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Every test of this file.
+pub const TESTS: &[Test] = &[
+    ("truncated_bodies_are_never_stored", truncated_bodies_are_never_stored),
+    ("a_flipping_origin_never_replaces_the_good_page", a_flipping_origin_never_replaces_the_good_page),
+    ("mixed_load_has_no_5xx_and_loses_no_page", mixed_load_has_no_5xx_and_loses_no_page),
+];
+
+const SHORT: Duration = Duration::from_secs(10);
+
+fn truncated_bodies_are_never_stored(s: &Suite) {
+    // On a MISS there is nothing to fall back to: a clear gateway error, nothing stored.
+    let miss = "/e2e/truncated/miss";
+    s.behave(miss, json!({"truncate": true}));
+    let r = s.get(miss);
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r.body.contains("error"), "{}", r.body);
+    s.behave(miss, json!({}));
+    assert_eq!(s.get(miss).state(), "MISS", "the truncated answer was not stored");
+
+    // On a regeneration the last good page stays.
+    let p = "/e2e/truncated/page";
+    s.behave(p, json!({"headers": {"cache-control": "s-maxage=1"}, "etag": false}));
+    let good = s.get(p);
+    poll("page stored", SHORT, || (s.get(p).state() == "HIT").then_some(()));
+    s.behave(p, json!({"headers": {"cache-control": "s-maxage=1"}, "etag": false, "truncate": true}));
+    let_age(Duration::from_millis(1100));
+    assert_eq!(s.get(p).state(), "STALE");
+    poll("the failed regeneration to be logged", SHORT, || {
+        (!s.log_lines(&format!("{p} failed")).is_empty()).then_some(())
+    });
+    let r = s.get(p);
+    assert_eq!((r.status, r.body.as_str()), (200, good.body.as_str()), "the last good page, whole");
+}
+
+fn a_flipping_origin_never_replaces_the_good_page(s: &Suite) {
+    let p = "/e2e/flip/page";
+    s.behave(p, json!({"headers": {"cache-control": "s-maxage=1"}, "etag": false}));
+    s.get(p);
+    poll("page stored", SHORT, || (s.get(p).state() == "HIT").then_some(()));
+    // From now on the origin alternates: a good render, then a 500, then a good one...
+    s.behave(p, json!({"headers": {"cache-control": "s-maxage=1"}, "etag": false, "flip": true}));
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut answers = 0;
+    while Instant::now() < deadline {
+        let r = s.get(p);
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.body.contains("render="), "{}", r.body);
+        answers += 1;
+        std::thread::sleep(Duration::from_millis(100)); // pacing, not ordering
+    }
+    assert!(answers > 10);
+    let stats = s.stats(p);
+    assert!(stats.renders >= 2, "some regenerations succeeded: {stats:?}");
+}
+
+fn mixed_load_has_no_5xx_and_loses_no_page(s: &Suite) {
+    let pages: Vec<String> = (0..20).map(|i| format!("/e2e/load/p{i:02}")).collect();
+    for p in &pages {
+        s.behave(p, json!({"headers": {"cache-control": "s-maxage=1", "cache-tag": "load-e2e"}, "etag": false}));
+        assert_eq!(s.get(p).status, 200);
+    }
+    let run_for = Duration::from_secs(4);
+    let stop = AtomicBool::new(false);
+    let (requests, server_errors, webhooks) = (AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0));
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        // Readers: hits and stale hits on the shared pages.
+        for reader in 0..6u32 {
+            let (pages, stop, requests, server_errors) = (&pages, &stop, &requests, &server_errors);
+            scope.spawn(move || {
+                let mut i = reader as usize;
+                while !stop.load(Ordering::Relaxed) && requests.load(Ordering::Relaxed) < 20_000 {
+                    i = (i * 7 + 3) % pages.len();
+                    let r = s.get(&pages[i]);
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    if r.status >= 500 || !r.body.contains("render=") {
+                        server_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // Misses on new paths.
+        let (stop2, requests2, errors2) = (&stop, &requests, &server_errors);
+        scope.spawn(move || {
+            let mut n = 0;
+            while !stop2.load(Ordering::Relaxed) && n < 2_000 {
+                let r = s.get(&format!("/e2e/load/new/{n}"));
+                requests2.fetch_add(1, Ordering::Relaxed);
+                if r.status >= 500 {
+                    errors2.fetch_add(1, Ordering::Relaxed);
+                }
+                n += 1;
+            }
+        });
+        // The CMS publishes every 300 ms.
+        let (stop3, webhooks3) = (&stop, &webhooks);
+        scope.spawn(move || {
+            while !stop3.load(Ordering::Relaxed) {
+                let r = s.send(
+                    "POST",
+                    "/api/revalidate",
+                    &[("authorization", &format!("Bearer {SECRET}")), ("content-type", "application/json")],
+                    Some(r#"{"tags": ["load-e2e"]}"#),
+                );
+                assert_eq!(r.status, 200, "{}", r.body);
+                webhooks3.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(300)); // pacing, not ordering
+            }
+        });
+        while started.elapsed() < run_for {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let elapsed_s = started.elapsed().as_secs() as u32 + 1;
+    let (total, errors, hooks) = (requests.into_inner(), server_errors.into_inner(), webhooks.into_inner());
+    println!("    mixed load: {total} requests and {hooks} webhooks in {elapsed_s} s");
+    assert!(total > 100, "the load ran ({total} requests)");
+    assert_eq!(errors, 0, "no 5xx and no broken page under load");
+    // No page was lost: every page still answers with a whole page.
+    for p in &pages {
+        let r = s.get(p);
+        assert_eq!(r.status, 200, "{p}");
+        assert!(r.body.contains("render="), "{p}");
+        // Renders are bounded: the first, then at most one per revalidate second and one per
+        // invalidation (each regeneration needs a stale page), with slack for the lease race.
+        let renders = s.stats(p).renders;
+        let bound = 1 + elapsed_s + hooks + 2;
+        assert!(u64::from(bound) >= renders as u64, "{p}: {renders} renders > bound {bound}");
+    }
+}
