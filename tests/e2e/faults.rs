@@ -12,7 +12,21 @@ pub const TESTS: &[Test] = &[
     ("truncated_bodies_are_never_stored", truncated_bodies_are_never_stored),
     ("a_flipping_origin_never_replaces_the_good_page", a_flipping_origin_never_replaces_the_good_page),
     ("mixed_load_has_no_5xx_and_loses_no_page", mixed_load_has_no_5xx_and_loses_no_page),
+    ("spoofed_hosts_neither_fragment_nor_poison", spoofed_hosts_neither_fragment_nor_poison),
 ];
+
+fn spoofed_hosts_neither_fragment_nor_poison(s: &Suite) {
+    let p = "/e2e/host/page";
+    let first = s.get_with(p, &[("host", "evil.test"), ("x-forwarded-host", "evil.test")]);
+    assert_eq!(first.state(), "MISS");
+    let sent = s.origin_requests(p);
+    assert_eq!(sent[0]["headers"]["x-forwarded-host"], "127.0.0.1", "{sent:?}");
+    poll("stored", SHORT, || (s.get(p).state() == "HIT").then_some(()));
+    let other = s.get_with(p, &[("host", "another.test")]);
+    assert_eq!(other.state(), "HIT", "a spoofed host is keyed as the configured one");
+    assert_eq!(other.body, first.body);
+    assert_eq!(s.stats(p).renders, 1);
+}
 
 const SHORT: Duration = Duration::from_secs(10);
 

@@ -19,6 +19,8 @@ pub const WORKER_VARS: &[(&str, &str)] = &[
     ("REGENERATE_TIMEOUT_MS", "2000"),
     ("CACHE_QUERY_PARAMS", "page"),
     ("REVALIDATE_SECRET", SECRET),
+    // The suite's worker answers for 127.0.0.1 only: any other Host is keyed as 127.0.0.1.
+    ("CACHE_HOSTS", "127.0.0.1"),
 ];
 
 /// Everything the tests talk to.
