@@ -156,7 +156,9 @@ pub fn normalise_path(raw: &str, trailing: TrailingSlash) -> String {
 }
 
 /// Decodes `%XX` escapes of unreserved characters (RFC 3986 §2.3: they are equivalent to the
-/// character) and upper-cases the hex digits of every other escape (§6.2.2.1).
+/// character), upper-cases the hex digits of every other escape (§6.2.2.1), and escapes a `%`
+/// that starts no escape. Every `%` in the result starts an escape, so normalising twice gives
+/// the same path.
 fn normalise_escapes(segment: &str) -> String {
     if !segment.contains('%') {
         return segment.to_string();
@@ -179,7 +181,14 @@ fn normalise_escapes(segment: &str) -> String {
                 continue;
             }
         }
-        // Not an escape: copy one whole character.
+        if bytes[i] == b'%' {
+            // A '%' that starts no escape is itself escaped: otherwise it could combine with a
+            // decoded character into a new escape (`%%32e` → `%2e`), and the origin, decoding
+            // once more, would see a dot segment or a character the visitor never sent.
+            out.push_str("%25");
+            i += 1;
+            continue;
+        }
         let ch = segment[i..].chars().next().unwrap_or('%');
         out.push(ch);
         i += ch.len_utf8();
@@ -231,6 +240,11 @@ mod tests {
     fn dot_segments_cannot_escape_the_root() {
         assert_eq!(key("https://example.com/../../etc/passwd").path, "/etc/passwd");
         assert_eq!(key("https://example.com/%2e%2e/%2E%2E/x").path, "/x");
+        // Found by fuzzing: a stray '%' must not combine with a decoded '2' into "%2e".
+        let k = key("https://e.com/%%32e%%32e/%%32e%%32e/etc/passwd");
+        let origin = Url::parse("http://127.0.0.1:8788/base/").unwrap();
+        let fetched = Url::parse(&k.origin_url(&origin)).unwrap();
+        assert!(fetched.path().starts_with("/base/"), "{}", fetched.path());
     }
 
     #[test]
@@ -238,7 +252,8 @@ mod tests {
         assert_eq!(key("https://example.com/a%7eb%2fc").path, "/a~b%2Fc");
         assert_eq!(key("https://example.com/caf%C3%A9").path, "/caf%C3%A9");
         assert_eq!(key("https://example.com/café").path, "/caf%C3%A9");
-        assert_eq!(key("https://example.com/100%").path, "/100%");
+        assert_eq!(key("https://example.com/100%").path, "/100%25");
+        assert_eq!(key("https://example.com/%2%63").path, "/%252c", "no new escape from a stray %");
     }
 
     #[test]

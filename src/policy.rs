@@ -207,11 +207,18 @@ pub const DROPPABLE_HEADERS: &[&str] = &[
     "pragma",
 ];
 
-/// The origin response headers kept with a stored page.
+/// The origin response headers kept with a stored page. Fields named in `Connection` are
+/// hop-by-hop too (RFC 9110 §7.6.1) and are dropped with it.
 pub fn headers_to_store(headers: &Headers) -> Headers {
+    let connection_listed: Vec<String> = headers
+        .get_all("connection")
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
     headers
         .iter()
-        .filter(|(n, _)| !UNSTORED_HEADERS.contains(n) && !n.starts_with("x-isr-"))
+        .filter(|(n, _)| !UNSTORED_HEADERS.contains(n) && !n.starts_with("x-isr-") && !connection_listed.iter().any(|c| c == n))
         .collect()
 }
 
@@ -368,7 +375,8 @@ mod tests {
     fn stored_headers_drop_hop_by_hop_cookies_and_cache_fields() {
         let stored = headers_to_store(&h(&[
             ("content-type", "text/html"),
-            ("connection", "close"),
+            ("connection", "close, X-Internal"),
+            ("x-internal", "secret"),
             ("transfer-encoding", "chunked"),
             ("set-cookie", "a=1"),
             ("cache-tag", "x"),
