@@ -1,5 +1,5 @@
 # Thin wrappers: the real steps live in scripts/ so CI and people run the same thing.
-.PHONY: setup build dev test unit clean
+.PHONY: setup build dev test unit fuzz clean bench
 
 setup:
 	bash scripts/setup.sh
@@ -17,6 +17,15 @@ test:
 unit:
 	cargo test --workspace
 
+# Fuzz the parsers, FUZZ_SECONDS (default 10) per target (see README, "Fuzzing").
+fuzz:
+	bash scripts/fuzz.sh
+
 # Build outputs and wrangler's local state; keeps node_modules and the pinned tools.
 clean:
 	bash scripts/clean.sh
+
+# Benchmarks (see BENCHMARKS.md): edge-isr beside a JS KV baseline and a constant worker, in
+# wrangler dev on loopback; bounded loads with wrk; prints one table. About 8 minutes.
+bench:
+	bash bench/bench.sh

@@ -17,3 +17,6 @@ bash scripts/build.sh
 
 echo "test: end-to-end suite (wrangler dev + test origin)"
 cargo test --features e2e --test e2e
+
+# Last: a short bounded fuzzing run of the parsers (FUZZ_SECONDS per target, default 10).
+bash scripts/fuzz.sh
