@@ -1,0 +1,676 @@
+// The benchmark runner behind `make bench` (bench/bench.sh installs wrk, builds, then runs this).
+// Plain Node, no npm dependencies.
+//
+// It starts, on loopback only, each in its own process group and temporary --persist-to state:
+// the test origin; edge-isr (the built worker, config without [build]); the JS baseline
+// (bench/baseline-kv: one KV read with metadata); the constant worker (bench/constant); and, for
+// counting KV operations only, edge-isr wrapped in bench/edge-isr-counting. It warms the pages,
+// runs wrk with a fixed duration and connection count for every (size, system, state), several
+// rounds with the order rotated each round, and prints the medians with ratios to the baseline.
+// Then KV operations per cache state (counted), the bundle size (wrangler deploy --dry-run),
+// startup times, the cost of invalidating a tag on 1,000 and 10,000 pages, and the cost model.
+// Every process it started is stopped on the way out, failure or not.
+//
+// Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 5),
+// BENCH_CONNECTIONS (10), BENCH_THREADS (1), BENCH_SIZES (2k,50k,1m),
+// BENCH_INVALIDATE (page counts, "1000,10000"; empty skips), BENCH_OUT (where results go).
+
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { setTimeout as delay } from "node:timers/promises";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const BENCH = path.join(ROOT, "bench");
+const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
+const ORIGIN_BIN = path.join(ROOT, "target/release/test-origin");
+const SECRET = "bench-secret";
+
+const int = (v, d) => (v === undefined || v === "" ? d : Number.parseInt(v, 10));
+const CFG = {
+  rounds: int(process.env.BENCH_ROUNDS, 3),
+  duration: int(process.env.BENCH_DURATION, 5),
+  connections: int(process.env.BENCH_CONNECTIONS, 10),
+  threads: int(process.env.BENCH_THREADS, 1),
+  sizes: (process.env.BENCH_SIZES || "2k,50k,1m").split(",").filter(Boolean),
+  invalidate: (process.env.BENCH_INVALIDATE ?? "1000,10000").split(",").filter(Boolean).map(Number),
+};
+const SIZE_BYTES = { "2k": 2048, "50k": 51200, "1m": 1048576 };
+// Each MISS stores a page: cap the pages one MISS run may create (per run, all threads).
+const MISS_MAX = { "2k": 5000, "50k": 3000, "1m": 300 };
+for (const s of CFG.sizes) if (!SIZE_BYTES[s]) die(`unknown size ${s} (known: ${Object.keys(SIZE_BYTES)})`);
+
+const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+const OUT = process.env.BENCH_OUT || path.join(ROOT, "target/bench", stamp);
+fs.mkdirSync(OUT, { recursive: true });
+
+function say(msg) {
+  process.stderr.write(`bench: ${msg}\n`);
+}
+function die(msg) {
+  throw new Error(msg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes: each in its own process group, stopped (group-wide) on every way out.
+
+const children = [];
+
+function start(name, cmd, args, { env = {}, pipeStdout = false } = {}) {
+  const log = fs.openSync(path.join(OUT, `${name}.log`), "a");
+  const child = spawn(cmd, args, {
+    cwd: ROOT,
+    env: { ...process.env, CI: "true", ...env },
+    stdio: ["ignore", pipeStdout ? "pipe" : log, log],
+    detached: true, // own process group: wrangler's workerd goes with it
+  });
+  children.push({ name, child });
+  return child;
+}
+
+function groupAlive(pid) {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function stopAll() {
+  const live = children.filter(({ child }) => child.pid && groupAlive(child.pid));
+  for (const { child } of live) {
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {}
+  }
+  const deadline = Date.now() + 10000;
+  while (Date.now() < deadline && live.some(({ child }) => groupAlive(child.pid))) await delay(100);
+  for (const { child } of live) {
+    if (groupAlive(child.pid)) {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {}
+    }
+  }
+  children.length = 0;
+}
+
+process.on("exit", () => {
+  // Last resort (e.g. an uncaught exception): nothing may outlive the runner.
+  for (const { child } of children) {
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {}
+  }
+});
+for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]]) {
+  process.on(sig, () => {
+    say(`${sig}: stopping everything`);
+    stopAll().finally(() => process.exit(code));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP helpers (Node's fetch; loopback only).
+
+async function http(url, { method = "GET", headers = {}, body, retries = 2 } = {}) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const r = await fetch(url, { method, headers, body, redirect: "manual", signal: AbortSignal.timeout(60000) });
+      const buf = Buffer.from(await r.arrayBuffer());
+      return { status: r.status, headers: r.headers, body: buf, state: r.headers.get("x-isr-cache") || "" };
+    } catch (e) {
+      // A pooled keep-alive connection the server closed after a load run fails once: retry.
+      if (attempt >= retries) throw new Error(`${method} ${url}: ${e.message}${e.cause ? ` (${e.cause.code || e.cause.message})` : ""}`);
+    }
+  }
+}
+
+async function poll(what, limitMs, intervalMs, check) {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== null && v !== false) return v;
+    if (Date.now() > deadline) die(`timed out after ${limitMs} ms waiting for ${what}`);
+    await delay(intervalMs);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers.
+
+async function startOrigin() {
+  if (!fs.existsSync(ORIGIN_BIN)) die(`${ORIGIN_BIN} is missing (bench/bench.sh builds it)`);
+  const child = start("origin", ORIGIN_BIN, ["--addr", "127.0.0.1:0", "--quiet"], { pipeStdout: true });
+  const url = await new Promise((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error("the test origin did not start within 30 s")), 30000);
+    child.stdout.on("data", (d) => {
+      buf += d;
+      const m = buf.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.on("exit", (c) => reject(new Error(`the test origin exited (${c})`)));
+  });
+  child.stdout.resume();
+  return url;
+}
+
+/** wrangler.toml without [build] and with `main` pointing at `main` (like tests/e2e/support.rs). */
+function edgeConfig(main, name) {
+  const out = [];
+  let inBuild = false;
+  for (const line of fs.readFileSync(path.join(ROOT, "wrangler.toml"), "utf8").split("\n")) {
+    const t = line.trimStart();
+    if (t.startsWith("[")) inBuild = t.startsWith("[build]");
+    if (inBuild) continue;
+    out.push(/^main\s*=/.test(t) ? `main = ${JSON.stringify(main)}` : line);
+  }
+  const file = path.join(OUT, `wrangler.${name}.toml`);
+  fs.writeFileSync(file, out.join("\n"));
+  return file;
+}
+
+async function startWrangler(name, config, extra, readyPath) {
+  const port = await freePort();
+  const inspector = await freePort();
+  const persist = path.join(OUT, `state-${name}`);
+  const t0 = performance.now();
+  const child = start(name, WRANGLER, [
+    "dev", "--config", config, "--ip", "127.0.0.1", "--port", String(port),
+    "--inspector-port", String(inspector), "--persist-to", persist,
+    "--show-interactive-dev-session=false", "--log-level", "warn", ...extra,
+  ]);
+  const url = `http://127.0.0.1:${port}`;
+  // Port open first (wrangler listening), then the first request timed on its own: it is the one
+  // that waits for the runtime to load and start the script.
+  await poll(`${name} (wrangler dev) to listen on ${url}; see ${OUT}/${name}.log`, 180000, 20, async () => {
+    if (child.exitCode !== null) die(`${name}: wrangler dev exited (${child.exitCode}); see ${OUT}/${name}.log`);
+    return new Promise((resolve) => {
+      const s = net.connect(port, "127.0.0.1");
+      s.on("connect", () => (s.destroy(), resolve(true)));
+      s.on("error", () => resolve(false));
+    });
+  });
+  const listening = performance.now() - t0;
+  const tf = performance.now();
+  await poll(`${name} to answer on ${url}; see ${OUT}/${name}.log`, 180000, 20, async () => {
+    if (child.exitCode !== null) die(`${name}: wrangler dev exited (${child.exitCode}); see ${OUT}/${name}.log`);
+    try {
+      await http(url + readyPath);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  const first = performance.now() - tf;
+  const startup = performance.now() - t0;
+  const t1 = performance.now();
+  await http(url + readyPath);
+  return { name, url, persist, startup_ms: startup, listening_ms: listening, first_request_ms: first, second_request_ms: performance.now() - t1 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrk.
+
+function wrk(url, { duration, headers = [], script = "report.lua", args = [] }) {
+  const argv = ["-t", String(CFG.threads), "-c", String(CFG.connections), "-d", `${duration}s`, "--timeout", "10s",
+    "-s", path.join(BENCH, "wrk", script)];
+  for (const h of headers) argv.push("-H", h);
+  argv.push(url);
+  if (args.length) argv.push("--", ...args);
+  const r = spawnSync("wrk", argv, { encoding: "utf8", timeout: (duration + 30) * 1000 });
+  const line = (r.stdout || "").split("\n").find((l) => l.startsWith("BENCH_JSON "));
+  if (r.status !== 0 || !line) die(`wrk ${argv.join(" ")} failed (${r.status}): ${r.stderr}${r.stdout}`);
+  const j = JSON.parse(line.slice("BENCH_JSON ".length));
+  j.rps = j.requests / (j.duration_us / 1e6);
+  j.errors = j.socket_errors + j.timeouts + j.non_2xx_3xx;
+  return j;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and formatting.
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const fmtInt = (n) => Math.round(n).toLocaleString("en-US");
+const fmtMs = (us) => (us / 1000).toFixed(us < 10000 ? 2 : 1);
+const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : "-");
+
+function table(headers, rows) {
+  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(w[i])).join(" | ")} |`;
+  return [line(headers), `|${w.map((n) => "-".repeat(n + 2)).join("|")}|`, ...rows.map(line)].join("\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const t0 = Date.now();
+  const results = { config: CFG, machine: machine(), started: new Date().toISOString() };
+  say(`results and logs in ${OUT}`);
+
+  // 1. Servers, one after the other (so each startup time is measured alone).
+  const origin = await startOrigin();
+  say(`test origin on ${origin}`);
+  const vars = {
+    ORIGIN_URL: origin, DEFAULT_REVALIDATE: "3600", CACHE_QUERY_PARAMS: "n",
+    ORIGIN_TIMEOUT_MS: "30000", REGENERATE_TIMEOUT_MS: "25000", REVALIDATE_SECRET: SECRET,
+  };
+  const varArgs = Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+  const edgeCfg = edgeConfig(path.join(ROOT, "build/worker/shim.mjs"), "edge-isr");
+  const countCfg = edgeConfig(path.join(BENCH, "edge-isr-counting/entry.mjs"), "edge-isr-counting");
+  const servers = {};
+  servers.constant = await startWrangler("constant", path.join(BENCH, "constant/wrangler.toml"), [], "/");
+  servers.baseline = await startWrangler("baseline-kv", path.join(BENCH, "baseline-kv/wrangler.toml"), [], "/__ready");
+  servers.edge = await startWrangler("edge-isr", edgeCfg, varArgs, "/api/revalidate");
+  servers.counting = await startWrangler("edge-isr-counting", countCfg, varArgs, "/api/revalidate");
+  for (const s of Object.values(servers)) say(`${s.name} on ${s.url} (up in ${(s.startup_ms / 1000).toFixed(1)} s)`);
+  results.startup = Object.fromEntries(Object.values(servers).map((s) => [s.name,
+    { startup_ms: s.startup_ms, listening_ms: s.listening_ms, first_request_ms: s.first_request_ms, second_request_ms: s.second_request_ms }]));
+
+  const behave = async (p, b) => {
+    const r = await http(`${origin}/__origin/behaviour?path=${encodeURIComponent(p)}`, {
+      method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(b),
+    });
+    if (r.status !== 200) die(`origin behaviour ${p}: ${r.status} ${r.body}`);
+  };
+
+  // 2. Pages: warm edge-isr, copy each page into the baseline's KV, set up STALE and 304.
+  const runs = [];
+  const etags = {};
+  for (const size of CFG.sizes) {
+    const bytes = SIZE_BYTES[size];
+    const hit = `/s${size}`;
+    await behave(hit, { size: bytes });
+    await http(servers.edge.url + hit);
+    const page = await http(servers.edge.url + hit);
+    if (page.state !== "HIT") die(`${hit}: expected HIT after a MISS, got ${page.state || page.status}`);
+    etags[size] = page.headers.get("etag");
+    const keep = {};
+    for (const [k, v] of page.headers) {
+      if (!/^(x-isr-|age$|date$|content-length$|transfer-encoding$|connection$|keep-alive$|x-bench-)/.test(k)) keep[k] = v;
+    }
+    const fill = await http(servers.baseline.url + hit, { method: "PUT", headers: { "x-bench-headers": JSON.stringify(keep) }, body: page.body });
+    if (fill.status !== 204) die(`filling the baseline's ${hit}: ${fill.status}`);
+    const b = await http(servers.baseline.url + hit);
+    if (b.status !== 200 || b.body.length !== page.body.length) die(`baseline ${hit}: ${b.status}, ${b.body.length} bytes`);
+    const c = await http(servers.constant.url + hit);
+    if (c.status !== 200) die(`constant ${hit}: ${c.status}`);
+    const nm = await http(servers.edge.url + hit, { headers: { "if-none-match": etags[size] } });
+    if (nm.status !== 304) die(`${hit} with If-None-Match: expected 304, got ${nm.status}`);
+
+    // STALE: revalidate time 1 s; once stored, the origin stalls (120 s) so the regeneration
+    // stays in flight and every request is answered STALE.
+    const stale = `/st${size}`;
+    const staleB = { size: bytes, headers: { "cache-control": "s-maxage=1" } };
+    await behave(stale, staleB);
+    const first = await http(servers.edge.url + stale);
+    if (first.state !== "MISS") die(`${stale}: expected MISS first, got ${first.state || first.status}`);
+    await behave(stale, { ...staleB, stall_ms: 120000 });
+    await poll(`${stale} to be served STALE`, 15000, 100, async () => (await http(servers.edge.url + stale)).state === "STALE");
+
+    await behave(`/m${size}`, { size: bytes });
+    say(`${size}: pages of ${page.body.length} bytes warmed; baseline filled; ${stale} is STALE`);
+
+    runs.push(
+      { size, sys: "edge-isr", state: "HIT", url: servers.edge.url + hit, expect: "HIT" },
+      { size, sys: "edge-isr", state: "STALE", url: servers.edge.url + stale, expect: "STALE" },
+      { size, sys: "edge-isr", state: "304", url: servers.edge.url + hit, headers: [`If-None-Match: ${etags[size]}`], expectStatus: 304 },
+      { size, sys: "edge-isr", state: "MISS", url: servers.edge.url + `/m${size}`, miss: true },
+      { size, sys: "baseline-kv (JS)", state: "HIT", url: servers.baseline.url + hit, expectStatus: 200 },
+      { size, sys: "constant (JS)", state: "-", url: servers.constant.url + hit, expectStatus: 200 },
+    );
+  }
+
+  // 3. Load: a short warm-up run of each, then rounds, the order rotated every round.
+  let missRun = 0;
+  const warnings = [];
+  const runOnce = async (r, duration) => {
+    const opts = { duration, headers: r.headers || [] };
+    if (r.miss) {
+      missRun++;
+      opts.script = "unique.lua";
+      opts.args = [`${stamp}-${missRun}`, String(Math.ceil(MISS_MAX[r.size] / CFG.threads))];
+    }
+    const res = wrk(r.url, opts);
+    if (res.errors) warnings.push(`${r.size} ${r.sys} ${r.state}: ${res.errors} errors (socket ${res.socket_errors}, timeouts ${res.timeouts}, status ${res.non_2xx_3xx})`);
+    // The state held through the run: check one request after it.
+    if (!r.miss) {
+      let after;
+      try {
+        after = await http(r.url, { headers: Object.fromEntries((r.headers || []).map((h) => h.split(": "))) });
+      } catch (e) {
+        warnings.push(`${r.size} ${r.sys} ${r.state}: the check after a run failed: ${e.message}`);
+        return res;
+      }
+      if ((r.expect && after.state !== r.expect) || (r.expectStatus && after.status !== r.expectStatus)) {
+        warnings.push(`${r.size} ${r.sys} ${r.state}: after a run, answered ${after.status} ${after.state}`);
+      }
+    }
+    return res;
+  };
+  say(`warm-up: 1 s of each of ${runs.length} runs`);
+  for (const r of runs) await runOnce(r, 1);
+  const progress = (r, res) => say(`  ${r.size} ${r.sys} ${r.state}: ${fmtInt(res.rps)} req/s, p50 ${fmtMs(res.p50_us)} ms, p99 ${fmtMs(res.p99_us)} ms${res.errors ? `, ${res.errors} errors` : ""}`);
+  const perSize = CFG.sizes.map((s) => runs.filter((r) => r.size === s));
+  for (let round = 0; round < CFG.rounds; round++) {
+    say(`round ${round + 1}/${CFG.rounds}: ${runs.length} runs of ${CFG.duration} s, ${CFG.connections} connections`);
+    for (const group of perSize) {
+      const k = round % group.length;
+      const order = [...group.slice(k), ...group.slice(0, k)];
+      if (round % 2) order.reverse();
+      for (const r of order) {
+        const res = await runOnce(r, CFG.duration);
+        progress(r, res);
+        (r.samples ||= []).push(res);
+      }
+    }
+  }
+  results.warnings = warnings;
+  results.load = runs.map((r) => ({
+    size: r.size, system: r.sys, state: r.state,
+    rps: median(r.samples.map((s) => s.rps)), p50_us: median(r.samples.map((s) => s.p50_us)),
+    p99_us: median(r.samples.map((s) => s.p99_us)), requests: r.samples.map((s) => s.requests),
+    errors: r.samples.reduce((a, s) => a + s.errors, 0), samples: r.samples,
+  }));
+
+  fs.writeFileSync(path.join(OUT, "results.partial.json"), JSON.stringify(results, null, 2));
+
+  // 4. KV operations per cache state, counted (separate instance, nothing else running).
+  say("counting KV operations per cache state");
+  results.kv_ops = await countKvOps(servers.counting.url, behave);
+
+  // 5. Invalidating a tag on N pages.
+  results.invalidation = [];
+  for (const n of CFG.invalidate) {
+    say(`invalidation: filling ${n} pages carrying one tag`);
+    try {
+      results.invalidation.push(await invalidation(servers.counting.url, behave, n));
+    } catch (e) {
+      say(`invalidation of ${n} pages: ${e.message}`);
+      results.invalidation.push({ pages: n, error: e.message });
+    }
+  }
+
+  // 6. Bundle sizes.
+  say("bundle sizes (wrangler deploy --dry-run)");
+  results.bundle = {
+    "edge-isr": dryRun("edge-isr", edgeCfg),
+    "baseline-kv (JS)": dryRun("baseline-kv", path.join(BENCH, "baseline-kv/wrangler.toml")),
+    "constant (JS)": dryRun("constant", path.join(BENCH, "constant/wrangler.toml")),
+  };
+  const wasm = fs.readFileSync(path.join(ROOT, "build/index_bg.wasm"));
+  const { gzipSync } = await import("node:zlib");
+  results.bundle.wasm = { bytes: wasm.length, gzip9: gzipSync(wasm, { level: 9 }).length };
+
+  results.cost = costModel(results.kv_ops);
+  results.elapsed_s = (Date.now() - t0) / 1000;
+  fs.writeFileSync(path.join(OUT, "results.json"), JSON.stringify(results, null, 2));
+  const md = report(results);
+  fs.writeFileSync(path.join(OUT, "results.md"), md);
+  process.stdout.write(md + "\n");
+  say(`done in ${results.elapsed_s.toFixed(0)} s; ${OUT}/results.md and results.json`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function countKvOps(base, behave) {
+  const op = async (id) =>
+    poll(`the background work of request ${id}`, 60000, 50, async () => {
+      const r = JSON.parse((await http(`${base}/__bench/op?id=${id}`)).body);
+      return r.pending === 0 && r.inflight === 0 ? r : null;
+    });
+  const measure = async (label, p, headers = {}) => {
+    const r = await http(base + p, { headers });
+    const id = r.headers.get("x-bench-op");
+    const rec = await op(id);
+    const pick = (c) => ({ reads: c.reads, writes: c.writes, deletes: c.deletes, lists: c.lists });
+    return { label, status: r.status, state: r.state, visitor: pick(rec.before_response), total: pick(rec), by_key: rec.by_key, sends: rec.sends };
+  };
+  const out = [];
+  const u = `${Date.now()}`;
+  await behave("/kv/page", { size: 2048 });
+  out.push(await measure("MISS (no tags)", `/kv/page?n=${u}`));
+  out.push(await measure("HIT", `/kv/page?n=${u}`));
+  const etag = (await http(`${base}/kv/page?n=${u}`)).headers.get("etag");
+  out.push(await measure("304 (If-None-Match)", `/kv/page?n=${u}`, { "if-none-match": etag }));
+  await behave("/kv/tagged", { size: 2048, headers: { "cache-tag": "bench-a, bench-b" } });
+  out.push(await measure("MISS (2 tags: tag index written)", `/kv/tagged?n=${u}`));
+
+  // STALE by age: the origin answers the conditional regeneration 304 (content unchanged), then
+  // again with changed content (a full re-render).
+  const stale = async (label, p, b, changed) => {
+    await behave(p, b);
+    const first = await http(`${base}${p}?n=${u}`);
+    if (first.state !== "MISS") die(`${p}: expected MISS, got ${first.state}`);
+    if (changed) await behave(p, { ...b, content: "v2" });
+    // Each poll is its own request (HITs); the first STALE one starts the regeneration.
+    const id = await poll(`${p} to go STALE`, 15000, 100, async () => {
+      const r = await http(`${base}${p}?n=${u}`);
+      return r.state === "STALE" ? r.headers.get("x-bench-op") : null;
+    });
+    const rec = await op(id);
+    const pick = (c) => ({ reads: c.reads, writes: c.writes, deletes: c.deletes, lists: c.lists });
+    return { label, status: 200, state: "STALE", visitor: pick(rec.before_response), total: pick(rec), by_key: rec.by_key, sends: rec.sends };
+  };
+  const sb = { size: 2048, headers: { "cache-control": "s-maxage=1" } };
+  out.push(await stale("STALE + regeneration (origin answers 304)", "/kv/stale304", sb, false));
+  out.push(await stale("STALE + regeneration (origin re-renders)", "/kv/stale200", sb, true));
+
+  // STALE while another request's regeneration is in flight (the load test's STALE case).
+  await behave("/kv/inflight", sb);
+  await http(`${base}/kv/inflight?n=${u}`);
+  await behave("/kv/inflight", { ...sb, content: "v2", stall_ms: 3000 });
+  const firstId = await poll("/kv/inflight to go STALE", 15000, 100, async () => {
+    const r = await http(`${base}/kv/inflight?n=${u}`);
+    return r.state === "STALE" ? r.headers.get("x-bench-op") : null;
+  });
+  out.push(await measure("STALE, regeneration already in flight", `/kv/inflight?n=${u}`));
+  await op(firstId);
+  return out;
+}
+
+async function invalidation(base, behave, n) {
+  const tag = `inv-${n}-${Date.now()}`;
+  const p = `/inv${n}`;
+  await behave(p, { headers: { "cache-tag": tag } });
+  const t0 = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const r = await http(`${base}${p}?n=${i}`);
+      if (r.status !== 200) die(`filling ${p}?n=${i}: ${r.status}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  const total = async () => JSON.parse((await http(`${base}/__bench/total`)).body);
+  await poll("the fill's background work", 120000, 100, async () => {
+    const t = await total();
+    return t.pending === 0 && t.inflight === 0;
+  });
+  const fill_s = (performance.now() - t0) / 1000;
+  const before = await total();
+  const t1 = performance.now();
+  const r = await http(`${base}/api/revalidate`, {
+    method: "POST", headers: { authorization: `Bearer ${SECRET}`, "content-type": "application/json" },
+    body: JSON.stringify({ tags: [tag] }), retries: 0,
+  });
+  const webhook_ms = performance.now() - t1;
+  if (r.status !== 200) die(`webhook: ${r.status} ${r.body}`);
+  const answer = JSON.parse(r.body);
+  const marked = (t) => (t.by_key["writes:p"] || 0) - (before.by_key["writes:p"] || 0);
+  let after;
+  await poll(`all ${n} pages of tag ${tag} to be marked`, 240000, 200, async () => {
+    after = await total();
+    return marked(after) >= n && after.pending === 0 && after.inflight === 0;
+  });
+  const wall_s = (performance.now() - t1) / 1000;
+  const d = (k) => after[k] - before[k];
+  return {
+    pages: n, fill_s, webhook_ms, wall_s, answer: answer.tags?.[tag],
+    reads: d("reads"), writes: d("writes"), deletes: d("deletes"), lists: d("lists"), queue_sends: d("sends"),
+    pages_marked: marked(after),
+  };
+}
+
+function dryRun(name, config) {
+  const outdir = path.join(OUT, `bundle-${name}`);
+  const r = spawnSync(WRANGLER, ["deploy", "--dry-run", "--outdir", outdir, "--config", config], {
+    cwd: ROOT, encoding: "utf8", env: { ...process.env, CI: "true" }, timeout: 120000,
+  });
+  const text = `${r.stdout}\n${r.stderr}`;
+  const m = text.match(/Total Upload:\s*([\d.]+)\s*KiB\s*\/\s*gzip:\s*([\d.]+)\s*KiB/);
+  if (!m) return { error: `no "Total Upload" line (exit ${r.status})`, output: text.slice(-500) };
+  return { upload_kib: Number(m[1]), gzip_kib: Number(m[2]), line: m[0] };
+}
+
+// KV prices: Workers Paid, https://developers.cloudflare.com/kv/platform/pricing/ (as published
+// on 2026-11-23): reads $0.50 per million, writes/deletes/lists $5.00 per million, beyond the
+// 10 M reads and 1 M writes included per month. Inclusions are left out (marginal cost).
+const PRICE = { read: 0.5, write: 5.0, date: "2026-11-23" };
+function costModel(kvOps) {
+  const find = (re) => kvOps.find((o) => re.test(o.label));
+  const visit = find(/^HIT$/)?.total ?? { reads: 1, writes: 0 };
+  const regen = find(/origin re-renders/)?.total ?? { reads: 4, writes: 2 };
+  // Regeneration alone = STALE request's total minus what a visitor pays.
+  const rg = { reads: regen.reads - visit.reads, writes: regen.writes - visit.writes };
+  const month = 30 * 86400;
+  const scenarios = [
+    { name: "1 page, 1 M views/month", pages: 1 },
+    { name: "1,000 pages, 1,000 views each", pages: 1000 },
+    { name: "100,000 pages, 10 views each", pages: 100000 },
+  ];
+  const revalidate = [60, 300, 3600, 86400];
+  const rows = [];
+  for (const s of scenarios) {
+    const views = 1e6;
+    const lambda = views / s.pages / month; // views per second per page
+    const row = { scenario: s.name, cells: [] };
+    for (const T of revalidate) {
+      // Poisson views: after a regeneration the page is fresh for T, then the next view (mean
+      // 1/lambda later) is STALE and regenerates: one regeneration per T + 1/lambda per page.
+      const regens = Math.min(views, s.pages * (month / (T + 1 / lambda)));
+      const reads = views * visit.reads + regens * rg.reads;
+      const writes = views * visit.writes + regens * rg.writes;
+      const usd = (reads / 1e6) * PRICE.read + (writes / 1e6) * PRICE.write;
+      row.cells.push({ revalidate_s: T, regenerations: regens, reads, writes, usd });
+    }
+    rows.push(row);
+  }
+  return { price: PRICE, per_visit: visit, per_regeneration: rg, revalidate, rows };
+}
+
+function machine() {
+  const v = (cmd, args) => {
+    const r = spawnSync(cmd, args, { encoding: "utf8" });
+    return `${r.stdout || ""}${r.stderr || ""}`.trim().split("\n")[0];
+  };
+  return {
+    cpu: `${os.cpus()[0]?.model} x ${os.cpus().length}`, memory_gib: (os.totalmem() / 2 ** 30).toFixed(1),
+    os: `${os.type()} ${os.release()}`, node: process.version, wrangler: v(WRANGLER, ["--version"]),
+    wrk: v("wrk", ["-v"]).split(" Copyright")[0],
+  };
+}
+
+function report(R) {
+  const L = [];
+  L.push(`## edge-isr benchmark (${R.started})`, "");
+  L.push(`Machine: ${R.machine.cpu}, ${R.machine.memory_gib} GiB, ${R.machine.os}; Node ${R.machine.node}, wrangler ${R.machine.wrangler}, ${R.machine.wrk}.`);
+  L.push(`Load: wrk, ${R.config.threads} thread, ${R.config.connections} connections, ${R.config.duration} s per run, median of ${R.config.rounds} rounds (order rotated each round), all servers in \`wrangler dev\` on 127.0.0.1.`, "");
+  const base = (size) => R.load.find((r) => r.size === size && r.system.startsWith("baseline") && r.state === "HIT");
+  const hit = (size) => R.load.find((r) => r.size === size && r.system === "edge-isr" && r.state === "HIT");
+  const rows = [];
+  for (const size of R.config.sizes) {
+    const b = base(size);
+    for (const r of R.load.filter((x) => x.size === size)) {
+      rows.push([size, r.system, r.state, fmtInt(r.rps), fmtMs(r.p50_us), fmtMs(r.p99_us),
+        fmtRatio(r.rps / b.rps), fmtRatio(r.p50_us / b.p50_us), r.errors ? `${r.errors} errors` : ""]);
+    }
+    rows.push([size, "Next.js ISR (OpenNext, KV cache)", "HIT", "not measured yet", "", "", "", "", "issue 5, peer"]);
+  }
+  L.push("### Throughput and latency", "");
+  L.push(table(["size", "system", "state", "req/s", "p50 ms", "p99 ms", "req/s vs baseline", "p50 vs baseline", "note"], rows), "");
+  if (R.warnings.length) L.push("Warnings:", ...R.warnings.map((w) => `- ${w}`), "");
+
+  L.push("### Goals", "");
+  const goals = [];
+  for (const size of R.config.sizes) {
+    const b = base(size), h = hit(size);
+    const st = R.load.find((r) => r.size === size && r.state === "STALE");
+    goals.push([`HIT req/s >= 0.9x baseline (${size})`, fmtRatio(h.rps / b.rps), h.rps / b.rps >= 0.9 ? "met" : "MISSED"]);
+    goals.push([`HIT p50 <= 1.15x baseline (${size})`, fmtRatio(h.p50_us / b.p50_us), h.p50_us / b.p50_us <= 1.15 ? "met" : "MISSED"]);
+    const sr = h.rps / st.rps, sp = st.p50_us / h.p50_us;
+    goals.push([`STALE within 1.1x of HIT (${size}): HIT/STALE req/s, STALE/HIT p50`, `${fmtRatio(sr)}, ${fmtRatio(sp)}`, sr <= 1.1 && sp <= 1.1 ? "met" : "MISSED"]);
+  }
+  goals.push([">= 3x the peer's HIT req/s", "-", "not measured yet"]);
+  const eb = R.bundle["edge-isr"];
+  goals.push(["compressed bundle < 250 KB", eb.gzip_kib ? `${eb.gzip_kib} KiB gzip` : eb.error, eb.gzip_kib && eb.gzip_kib * 1024 < 250 * 1000 ? "met" : "MISSED"]);
+  const kh = R.kv_ops.find((o) => o.label === "HIT");
+  goals.push(["one KV read per HIT, no write", `${kh.total.reads} read(s), ${kh.total.writes} write(s)`, kh.total.reads === 1 && kh.total.writes === 0 ? "met" : "MISSED"]);
+  L.push(table(["goal", "measured", ""], goals), "");
+
+  L.push("### KV operations per request (counted by bench/edge-isr-counting)", "");
+  L.push(table(["case", "answer", "visitor: reads/writes", "with background work: reads/writes/deletes/lists", "by key family"],
+    R.kv_ops.map((o) => [o.label, `${o.status} ${o.state}`, `${o.visitor.reads}/${o.visitor.writes}`,
+      `${o.total.reads}/${o.total.writes}/${o.total.deletes}/${o.total.lists}`,
+      Object.entries(o.by_key).map(([k, v]) => `${k}=${v}`).join(" ")])), "");
+
+  if (R.invalidation.length) {
+    L.push("### Invalidating one tag", "");
+    L.push(table(["pages", "webhook answer", "all marked after", "KV reads", "KV writes", "KV lists", "queue messages", "fill (MISS) time"],
+      R.invalidation.map((i) => i.error ? [fmtInt(i.pages), `failed: ${i.error}`, "", "", "", "", "", ""] : [fmtInt(i.pages), `${i.webhook_ms.toFixed(0)} ms (${i.answer ? `marked ${i.answer.marked}, complete ${i.answer.complete}` : "?"})`,
+        `${i.wall_s.toFixed(1)} s`, fmtInt(i.reads), fmtInt(i.writes), fmtInt(i.lists), fmtInt(i.queue_sends), `${i.fill_s.toFixed(0)} s (${fmtInt(i.pages / i.fill_s)}/s)`])), "");
+    L.push("Not included: the re-check of every page 90 s later (1 read per page, by design), which the bench does not wait for.", "");
+  }
+
+  L.push("### Bundle and startup", "");
+  const brow = [];
+  for (const [k, v] of Object.entries(R.bundle)) {
+    if (k === "wasm") continue;
+    const st = R.startup[k.split(" ")[0]];
+    brow.push([k, v.line || v.error, `${(st.startup_ms / 1000).toFixed(2)} s`, `${(st.listening_ms / 1000).toFixed(2)} s`,
+      `${st.first_request_ms.toFixed(0)} ms`, `${st.second_request_ms.toFixed(1)} ms`]);
+  }
+  L.push(table(["worker", "wrangler deploy --dry-run", "wrangler dev: spawn to first answer", "of which: to listening", "first request", "second request"], brow), "");
+  L.push(`edge-isr wasm: ${fmtInt(R.bundle.wasm.bytes)} bytes (${fmtInt(R.bundle.wasm.gzip9)} gzip -9).`, "");
+
+  const c = R.cost;
+  L.push(`### KV cost per million page views (KV reads $${c.price.read}/M, writes $${c.price.write}/M, Workers Paid, as published ${c.price.date}; monthly inclusions not deducted)`, "");
+  L.push(`Per view: ${c.per_visit.reads} read, ${c.per_visit.writes} writes (HIT or STALE); per regeneration: ${c.per_regeneration.reads} reads, ${c.per_regeneration.writes} writes (counted above). Views per page are Poisson over a 30-day month; a page regenerates at most once per revalidate time plus the wait for its next view.`, "");
+  L.push(table(["traffic", ...c.revalidate.map((t) => `revalidate ${t} s`)],
+    c.rows.map((r) => [r.scenario, ...r.cells.map((x) => `$${x.usd.toFixed(2)} (${fmtInt(x.regenerations)} regen.)`)])), "");
+  return L.join("\n");
+}
+
+main()
+  .then(() => stopAll(), async (e) => {
+    say(`error: ${e.stack || e}`);
+    await stopAll();
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const d of fs.readdirSync(OUT)) if (d.startsWith("state-")) fs.rmSync(path.join(OUT, d), { recursive: true, force: true });
+  });
