@@ -59,3 +59,34 @@ edge_isr_lock_version() {
   fi
   printf '%s\n' "$versions"
 }
+
+# Installs crate $1 at version $2 into $EDGE_ISR_TOOLS unless binary $3 already reports that
+# version (used by setup.sh and fuzz.sh). Tries --locked first (reproducible); falls back to a
+# plain install because the registry has been seen to lack a version pinned in the crate's own
+# lock file (wasm-bindgen-cli 0.2.130 pins webpki-roots 1.0.11, absent from crates.io).
+# Returns non-zero, with cargo's error, if the install fails.
+edge_isr_install_tool() {
+  local crate="$1" version="$2" bin="$EDGE_ISR_TOOLS/bin/$3" have="" err
+  have="$("$bin" --version 2>/dev/null | awk '{print $NF}')" || have=""
+  if [ "$have" = "$version" ]; then
+    printf '%s: %s %s: present\n' "$(basename "$0" .sh)" "$crate" "$version"
+    return 0
+  fi
+  printf '%s: %s %s: installing into %s (%stakes a few minutes)\n' "$(basename "$0" .sh)" "$crate" "$version" "$EDGE_ISR_TOOLS" "${have:+replacing $have, }"
+  mkdir -p "$EDGE_ISR_TOOLS"
+  err="$(mktemp)"
+  if ! cargo install --quiet --force --locked --root "$EDGE_ISR_TOOLS" "$crate" --version "=$version" 2>"$err"; then
+    printf '%s: %s %s: --locked failed (%s); retrying without --locked\n' "$(basename "$0" .sh)" "$crate" "$version" "$(grep -m1 '^error' "$err" | cut -c1-120)"
+    if ! cargo install --quiet --force --root "$EDGE_ISR_TOOLS" "$crate" --version "=$version"; then
+      cat "$err" >&2
+      rm -f "$err"
+      return 1
+    fi
+  fi
+  rm -f "$err"
+  have="$("$bin" --version 2>/dev/null | awk '{print $NF}')" || have=""
+  if [ "$have" != "$version" ]; then
+    printf '%s: error: %s reports "%s" after installing %s %s\n' "$(basename "$0" .sh)" "$bin" "$have" "$crate" "$version" >&2
+    return 1
+  fi
+}

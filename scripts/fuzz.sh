@@ -34,20 +34,8 @@ for t in "${targets[@]}"; do
   [[ " ${ALL_TARGETS[*]} " == *" $t "* ]] || die "unknown target '$t' (targets: ${ALL_TARGETS[*]})"
 done
 
-# 1. cargo-fuzz, pinned, next to worker-build (same scheme as scripts/setup.sh).
-bin="$EDGE_ISR_TOOLS/bin/cargo-fuzz"
-have="$("$bin" --version 2>/dev/null | awk '{print $NF}')" || have=""
-if [ "$have" = "$CARGO_FUZZ_VERSION" ]; then
-  say "cargo-fuzz $CARGO_FUZZ_VERSION: present"
-else
-  say "cargo-fuzz $CARGO_FUZZ_VERSION: installing into $EDGE_ISR_TOOLS (${have:+replacing $have, }about a minute)"
-  mkdir -p "$EDGE_ISR_TOOLS"
-  cargo install --quiet --force --locked --root "$EDGE_ISR_TOOLS" cargo-fuzz --version "=$CARGO_FUZZ_VERSION" \
-    || cargo install --quiet --force --root "$EDGE_ISR_TOOLS" cargo-fuzz --version "=$CARGO_FUZZ_VERSION" \
-    || die "could not install cargo-fuzz $CARGO_FUZZ_VERSION"
-  have="$("$bin" --version 2>/dev/null | awk '{print $NF}')" || have=""
-  [ "$have" = "$CARGO_FUZZ_VERSION" ] || die "$bin reports '$have' after installing $CARGO_FUZZ_VERSION"
-fi
+# 1. cargo-fuzz, pinned, next to worker-build (the installer in scripts/env.sh).
+edge_isr_install_tool cargo-fuzz "$CARGO_FUZZ_VERSION" cargo-fuzz || die "could not install cargo-fuzz $CARGO_FUZZ_VERSION"
 
 # 2. Build every target once (-a: with debug assertions, so integer overflow panics).
 #    RUSTC_BOOTSTRAP is part of cargo's fingerprint: set it only when needed, so that a plain

@@ -31,47 +31,16 @@ else
   rustup target add wasm32-unknown-unknown
 fi
 
-# Installs crate $1 at version $2 into $EDGE_ISR_TOOLS unless binary $3 already
-# reports that version. Tries --locked first (reproducible); falls back to a plain
-# install because the registry has been seen to lack a version pinned in the
-# crate's own lock file.
-install_tool() {
-  local crate="$1" version="$2" bin="$EDGE_ISR_TOOLS/bin/$3" have=""
-  if [ -x "$bin" ]; then
-    have="$("$bin" --version 2>/dev/null | awk '{print $NF}')" || have=""
-  fi
-  if [ "$have" = "$version" ]; then
-    say "$crate $version: present"
-    return
-  fi
-  say "$crate $version: installing into $EDGE_ISR_TOOLS (${have:+replacing $have, }takes a few minutes)"
-  mkdir -p "$EDGE_ISR_TOOLS"
-  local err
-  err="$(mktemp)"
-  if ! cargo install --quiet --force --locked --root "$EDGE_ISR_TOOLS" "$crate" --version "=$version" 2>"$err"; then
-    # e.g. wasm-bindgen-cli 0.2.130's lock pins webpki-roots 1.0.11, absent from crates.io.
-    say "$crate $version: --locked failed ($(grep -m1 '^error' "$err" | cut -c1-120)); retrying without --locked"
-    if ! cargo install --quiet --force --root "$EDGE_ISR_TOOLS" "$crate" --version "=$version"; then
-      cat "$err" >&2
-      rm -f "$err"
-      die "could not install $crate $version"
-    fi
-  fi
-  rm -f "$err"
-  have="$("$bin" --version 2>/dev/null | awk '{print $NF}')" || have=""
-  [ "$have" = "$version" ] || die "$bin reports '$have' after installing $crate $version"
-}
-
 # 2. worker-build, and a warning if Cargo.lock has moved to another `worker`.
 worker_version="$(edge_isr_lock_version worker)" || die "cannot read the worker version from Cargo.lock"
 if [ "$worker_version" != "$WORKER_BUILD_VERSION" ]; then
   say "warning: Cargo.lock has worker $worker_version but worker-build is pinned to $WORKER_BUILD_VERSION (edit WORKER_BUILD_VERSION in scripts/setup.sh)"
 fi
-install_tool worker-build "$WORKER_BUILD_VERSION" worker-build
+edge_isr_install_tool worker-build "$WORKER_BUILD_VERSION" worker-build || die "could not install worker-build $WORKER_BUILD_VERSION"
 
 # 3. wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock.
 bindgen_version="$(edge_isr_lock_version wasm-bindgen)" || die "cannot read the wasm-bindgen version from Cargo.lock"
-install_tool wasm-bindgen-cli "$bindgen_version" wasm-bindgen
+edge_isr_install_tool wasm-bindgen-cli "$bindgen_version" wasm-bindgen || die "could not install wasm-bindgen-cli $bindgen_version"
 
 # 4. npm packages (wrangler + workerd, esbuild, binaryen's wasm-opt) from the
 #    committed lock. Reinstall only when package.json, package-lock.json or the

@@ -33,23 +33,8 @@ pub fn freshness(meta: &PageMeta, now: Millis) -> Freshness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::META_VERSION;
 
-    fn meta(rendered_at: Millis, revalidate_s: u32) -> PageMeta {
-        PageMeta {
-            version: META_VERSION,
-            rendered_at,
-            revalidate_s,
-            status: 200,
-            etag: "\"e\"".into(),
-            origin_etag: None,
-            last_modified: None,
-            invalidated_at: None,
-            expired: false,
-            tags_digest: None,
-            headers: vec![],
-        }
-    }
+    use crate::testing::page_meta as meta;
 
     #[test]
     fn fresh_until_the_revalidate_time_then_stale() {

@@ -152,22 +152,9 @@ impl Drop for RegenerationGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::META_VERSION;
 
     fn meta(rendered_at: Millis) -> PageMeta {
-        PageMeta {
-            version: META_VERSION,
-            rendered_at,
-            revalidate_s: 60,
-            status: 200,
-            etag: "\"e\"".into(),
-            origin_etag: None,
-            last_modified: None,
-            invalidated_at: None,
-            expired: false,
-            tags_digest: None,
-            headers: vec![],
-        }
+        crate::testing::page_meta(rendered_at, 60)
     }
 
     #[test]

@@ -150,19 +150,10 @@ mod tests {
     use super::*;
 
     fn meta() -> PageMeta {
-        PageMeta {
-            version: META_VERSION,
-            rendered_at: 1_700_000_000_000,
-            revalidate_s: 60,
-            status: 200,
-            etag: "\"abc\"".into(),
-            origin_etag: None,
-            last_modified: None,
-            invalidated_at: None,
-            expired: false,
-            tags_digest: None,
-            headers: vec![("content-type".into(), "text/html".into())],
-        }
+        let mut m = crate::testing::page_meta(1_700_000_000_000, 60);
+        m.etag = "\"abc\"".into();
+        m.headers = vec![("content-type".into(), "text/html".into())];
+        m
     }
 
     #[test]

@@ -294,6 +294,24 @@ impl Default for Bench {
     }
 }
 
+/// A stored page's metadata, rendered at `rendered_at` and fresh for `revalidate_s`, with no
+/// headers, validators, tags or invalidation: tests change the fields they are about.
+pub fn page_meta(rendered_at: u64, revalidate_s: u32) -> crate::meta::PageMeta {
+    crate::meta::PageMeta {
+        version: crate::meta::META_VERSION,
+        rendered_at,
+        revalidate_s,
+        status: 200,
+        etag: "\"e\"".into(),
+        origin_etag: None,
+        last_modified: None,
+        invalidated_at: None,
+        expired: false,
+        tags_digest: None,
+        headers: vec![],
+    }
+}
+
 /// The `x-isr-cache` header of a response.
 pub fn cache_state(resp: &Response) -> &str {
     resp.headers.get("x-isr-cache").unwrap_or("")

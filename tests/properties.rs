@@ -6,26 +6,14 @@ use edge_isr::freshness::{freshness, Freshness};
 use edge_isr::invalidation::Invalidation;
 use edge_isr::key::normalise;
 use edge_isr::layout;
-use edge_isr::meta::{PageMeta, META_VERSION};
-use edge_isr::testing::{Bench, Reply};
+use edge_isr::meta::PageMeta;
+use edge_isr::testing::{page_meta, Bench, Reply};
 use futures::executor::block_on;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 fn meta(rendered_at: u64, revalidate_s: u32, invalidated_at: Option<u64>, expired: bool) -> PageMeta {
-    PageMeta {
-        version: META_VERSION,
-        rendered_at,
-        revalidate_s,
-        status: 200,
-        etag: "\"e\"".into(),
-        origin_etag: None,
-        last_modified: None,
-        invalidated_at,
-        expired,
-        tags_digest: None,
-        headers: vec![],
-    }
+    PageMeta { invalidated_at, expired, ..page_meta(rendered_at, revalidate_s) }
 }
 
 /// Path-ish strings with the characters that matter to normalisation.

@@ -93,7 +93,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         if resp.status == 304 && sent_validators {
             return self.refresh_unchanged(page_key, page, &resp.headers, started).await;
         }
-        match self.prepare_page(&resp, started, Some(&page.meta)) {
+        match self.prepare_page(&resp, started) {
             Ok(prepared) => {
                 self.write_page(page_key, prepared, Some(&page.meta)).await;
                 Regenerated::Updated

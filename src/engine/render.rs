@@ -162,7 +162,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Ok(resp) => resp,
             Err(e) => return RenderOutcome::Failed(e),
         };
-        match self.prepare_page(&resp, started, previous.as_ref()) {
+        match self.prepare_page(&resp, started) {
             Ok(prepared) => {
                 let page = prepared.page.clone();
                 let this = self.clone();

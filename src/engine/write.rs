@@ -43,7 +43,7 @@ pub fn tags_digest(tags: &[String]) -> Option<String> {
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Decides whether `resp` may be stored and, if so, builds the stored page rendered at `started`.
-    pub(crate) fn prepare_page(&self, resp: &Response, started: Millis, _previous: Option<&PageMeta>) -> Result<PreparedPage, BypassReason> {
+    pub(crate) fn prepare_page(&self, resp: &Response, started: Millis) -> Result<PreparedPage, BypassReason> {
         let (revalidate_s, tags) = match policy::classify_response(resp.status, &resp.headers, resp.body.len(), &self.config) {
             ResponseDecision::Store { revalidate_s, tags } => (revalidate_s, tags),
             ResponseDecision::DoNotStore(reason) => return Err(reason),
