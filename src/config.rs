@@ -78,6 +78,9 @@ pub struct Config {
     pub revalidate_secret: String,
     /// Rules mapping a CMS's own webhook payload to tags and paths (`WEBHOOK_MAPPINGS`, JSON).
     pub webhook_mappings: String,
+    /// Base URL of the headless CMS that template routes read JSON from (`CMS_URL`); data URLs
+    /// starting with `/` are joined to it. Default: `ORIGIN_URL`.
+    pub cms_url: Url,
 }
 
 /// A variable that is missing or malformed.
@@ -161,7 +164,18 @@ impl Config {
                 problem: "must start with '/'".into(),
             });
         }
+        let cms_url = match get("CMS_URL") {
+            None => origin.clone(),
+            Some(raw) => Url::parse(&raw)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .ok_or(ConfigError {
+                    var: "CMS_URL",
+                    problem: format!("{raw:?} is not an absolute http(s) URL"),
+                })?,
+        };
         Ok(Config {
+            cms_url,
             origin,
             default_revalidate_s: number("DEFAULT_REVALIDATE", 60, one_year)? as u32,
             not_found_revalidate_s: number("NOT_FOUND_REVALIDATE", 30, one_year)? as u32,
@@ -225,6 +239,7 @@ mod tests {
             ("TRAILING_SLASH", "maybe"),
             ("REGENERATE_TIMEOUT_MS", "60000"),
             ("REVALIDATE_PATH", "api"),
+            ("CMS_URL", "/api"),
         ];
         for (name, value) in bad {
             let err = Config::from_vars(vars(&[("ORIGIN_URL", "http://o.test"), (name, value)])).unwrap_err();

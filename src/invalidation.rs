@@ -105,16 +105,26 @@ pub struct SweepJob {
     pub pass: u8,
 }
 
-/// Where sweep jobs go to run in a later invocation (a Cloudflare Queue in production).
+/// Work carried to a later invocation by the job queue: one message each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Job {
+    /// A chunk of an invalidation.
+    Sweep(SweepJob),
+    /// A batch of pages to pre-render.
+    Prerender(crate::engine::PrerenderJob),
+}
+
+/// Where jobs go to run in a later invocation (a Cloudflare Queue in production).
 pub trait JobQueue {
     /// Sends `job`, to run after `delay_s` seconds.
-    fn enqueue(&self, job: SweepJob, delay_s: u32) -> LocalBoxFuture<'_, Result<(), String>>;
+    fn enqueue(&self, job: Job, delay_s: u32) -> LocalBoxFuture<'_, Result<(), String>>;
 }
 
 /// A [`JobQueue`] that keeps jobs in memory; tests run them by hand.
 #[derive(Default)]
 pub struct MemoryJobQueue {
-    jobs: RefCell<Vec<(SweepJob, u32)>>,
+    jobs: RefCell<Vec<(Job, u32)>>,
 }
 
 impl MemoryJobQueue {
@@ -123,8 +133,22 @@ impl MemoryJobQueue {
         Self::default()
     }
 
-    /// Takes every queued job with its delay.
+    /// Takes every queued sweep job with its delay (other jobs stay queued).
     pub fn take_all(&self) -> Vec<(SweepJob, u32)> {
+        let (sweeps, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut *self.jobs.borrow_mut()).into_iter().partition(|(j, _)| matches!(j, Job::Sweep(_)));
+        *self.jobs.borrow_mut() = rest;
+        sweeps
+            .into_iter()
+            .filter_map(|(j, d)| match j {
+                Job::Sweep(s) => Some((s, d)),
+                Job::Prerender(_) => None,
+            })
+            .collect()
+    }
+
+    /// Takes every queued job of any kind.
+    pub fn take_all_jobs(&self) -> Vec<(Job, u32)> {
         std::mem::take(&mut *self.jobs.borrow_mut())
     }
 
@@ -140,7 +164,7 @@ impl MemoryJobQueue {
 }
 
 impl JobQueue for MemoryJobQueue {
-    fn enqueue(&self, job: SweepJob, delay_s: u32) -> LocalBoxFuture<'_, Result<(), String>> {
+    fn enqueue(&self, job: Job, delay_s: u32) -> LocalBoxFuture<'_, Result<(), String>> {
         self.jobs.borrow_mut().push((job, delay_s));
         Box::pin(async { Ok(()) })
     }
@@ -228,6 +252,13 @@ mod tests {
         let json = serde_json::to_string(&job).unwrap();
         assert!(json.contains(r#""kind":"tag""#), "{json}");
         assert_eq!(serde_json::from_str::<SweepJob>(&json).unwrap(), job);
+        assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), Job::Sweep(job));
+        let prerender = Job::Prerender(crate::engine::PrerenderJob {
+            host: "example.com".into(),
+            prerender: vec!["/blog/a".into()],
+        });
+        let json = serde_json::to_string(&prerender).unwrap();
+        assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), prerender);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! | `l/{version}/{page id}` | regeneration lease / back-off ([`crate::lease::Lease`] JSON) | — |
 //! | `t/{version}/{tag}/{page id}` | empty: "page carries tag" (the tag index) | — |
 //! | `g/{version}/{page id}` | the page's tags, JSON array (to remove members when tags change) | — |
+//! | `s/{version}/{route pattern}` | a route's static parameters read from the CMS, with when | — |
 //!
 //! The tag index is one key per (tag, page) pair, read back with `list({prefix})`: no shared
 //! value is ever read-modified-written, so concurrent writers cannot lose members and no key is
@@ -56,6 +57,11 @@ pub fn page_prefix(version: &str, id_prefix: &str) -> String {
 /// The page id inside a page key.
 pub fn page_id_of(version: &str, page_key: &str) -> Option<String> {
     page_key.strip_prefix(&format!("p/{version}/")).map(String::from)
+}
+
+/// KV key of a route's cached static-parameter listing.
+pub fn listing_key(version: &str, pattern: &str) -> String {
+    shorten(format!("s/{version}/{pattern}"), 400)
 }
 
 /// KV key of a page's regeneration lease.

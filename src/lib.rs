@@ -24,6 +24,7 @@ pub mod memory_store;
 pub mod meta;
 pub mod origin;
 pub mod policy;
+pub mod site;
 pub mod state;
 pub mod store;
 #[cfg(not(target_arch = "wasm32"))]

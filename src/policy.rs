@@ -130,6 +130,14 @@ pub fn revalidate_seconds(status: u16, headers: &Headers, config: &Config) -> Re
     .and_then(nonzero)
 }
 
+/// Whether the headers set a shared-cache lifetime themselves (`s-maxage`, or a CDN cache
+/// header): if not, a route's own revalidate time applies instead of the default.
+pub fn has_freshness_headers(headers: &Headers) -> bool {
+    headers.contains("cloudflare-cdn-cache-control")
+        || headers.contains("cdn-cache-control")
+        || Directives::parse(&headers.get_all("cache-control").collect::<Vec<_>>().join(",")).seconds("s-maxage").is_some()
+}
+
 fn nonzero(s: u32) -> Result<u32, BypassReason> {
     if s == 0 {
         Err(BypassReason::ZeroRevalidate)

@@ -29,6 +29,8 @@ pub enum Reply {
         /// Body text before the render counter.
         body: String,
     },
+    /// A JSON document (a CMS answer), sent as it is and counted as a render.
+    Json(String),
     /// A bare status (e.g. 500) with no body, counted as a failure.
     Status(u16),
     /// No answer within the timeout.
@@ -173,6 +175,10 @@ impl Origin for FakeOrigin {
             Reply::Timeout => Err(OriginError::Timeout(timeout_ms)),
             Reply::Network => Err(OriginError::Network("connection refused".into())),
             Reply::Status(status) => Ok(Response::new(status)),
+            Reply::Json(text) => {
+                *self.renders.borrow_mut().entry(path).or_default() += 1;
+                Ok(Response::new(200).with_header("content-type", "application/json").with_body(text))
+            }
             Reply::Page { status, headers, body } => {
                 let headers: Headers = headers.into_iter().collect();
                 if let (Some(etag), Some(inm)) = (headers.get("etag"), req.headers.get("if-none-match")) {
@@ -221,6 +227,8 @@ pub struct Bench {
     pub isolate: Rc<Isolate>,
     /// Configuration.
     pub config: Rc<Config>,
+    /// The site's routes (by default: everything proxied to the origin).
+    pub site: Rc<crate::site::Site>,
 }
 
 impl Bench {
@@ -241,7 +249,14 @@ impl Bench {
             logger: Rc::new(MemoryLogger::new()),
             isolate: Isolate::new(),
             config: Rc::new(config),
+            site: Rc::new(crate::site::Site::new()),
         }
+    }
+
+    /// The same bench, rendering with `site`.
+    pub fn with_site(mut self, site: crate::site::Site) -> Bench {
+        self.site = Rc::new(site);
+        self
     }
 
     /// Another isolate (separate in-memory state) on the same store, seen from `location`.
@@ -254,6 +269,7 @@ impl Bench {
             logger: self.logger.clone(),
             isolate: Isolate::new(),
             config: self.config.clone(),
+            site: self.site.clone(),
         }
     }
 
@@ -269,6 +285,7 @@ impl Bench {
             self.logger.clone(),
             self.isolate.clone(),
         )
+        .with_site(self.site.clone())
     }
 
     /// Handles one request as a new invocation.

@@ -138,7 +138,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             return (report, false);
         };
         let queued = match &self.jobs {
-            Some(queue) => match queue.enqueue(next, delay).await {
+            Some(queue) => match queue.enqueue(crate::invalidation::Job::Sweep(next), delay).await {
                 Ok(()) => true,
                 Err(e) => {
                     self.log(Level::Error, &format!("queueing invalidation work failed: {e}"));

@@ -15,6 +15,8 @@
 
 mod index;
 mod invalidate;
+mod prerender;
+mod produce;
 mod revalidate;
 mod regenerate;
 mod render;
@@ -34,12 +36,15 @@ use crate::log::{Level, Logger};
 use crate::meta::{PageMeta, StoredPage};
 use crate::origin::{Origin, OriginError};
 use crate::policy::{self, RequestDecision};
+use crate::site::{Renderer, Site};
 use crate::state::{BypassReason, CacheState};
 use crate::store::KvStore;
 use std::rc::Rc;
 
 pub use invalidate::InvalidationOutcome;
+pub use produce::Hints;
 pub use render::RenderOutcome;
+pub use prerender::{params_from_listing, PrerenderJob, PrerenderReport, PRERENDER_BATCH};
 
 /// Response header carrying the cache state.
 pub const CACHE_STATE_HEADER: &str = "x-isr-cache";
@@ -78,6 +83,7 @@ pub struct Engine<S, O> {
     pub(crate) logger: Rc<dyn Logger>,
     pub(crate) isolate: Rc<Isolate>,
     pub(crate) jobs: Option<Rc<dyn JobQueue>>,
+    pub(crate) site: Rc<Site>,
 }
 
 impl<S, O> Clone for Engine<S, O> {
@@ -91,6 +97,7 @@ impl<S, O> Clone for Engine<S, O> {
             logger: self.logger.clone(),
             isolate: self.isolate.clone(),
             jobs: self.jobs.clone(),
+            site: self.site.clone(),
         }
     }
 }
@@ -115,7 +122,14 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             logger,
             isolate,
             jobs: None,
+            site: Rc::new(Site::new()),
         }
+    }
+
+    /// Renders pages with `site`'s routes (by default every path is proxied to `ORIGIN_URL`).
+    pub fn with_site(mut self, site: Rc<Site>) -> Self {
+        self.site = site;
+        self
     }
 
     /// Lets invalidations continue in later invocations through `jobs` (a queue).
@@ -204,9 +218,17 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }
     }
 
-    /// Sends a non-cacheable request to the origin as the visitor made it.
+    /// Sends a non-cacheable request to the origin as the visitor made it (or, on a route the
+    /// worker renders, renders it without storing).
     async fn pass_through(&self, req: Request, reason: BypassReason) -> Response {
-        let Some(url) = self.raw_origin_url(&req.url) else {
+        let base = match crate::key::normalise(&req.url, &self.config) {
+            Ok(key) => match &self.site.route_for(&key.path).route.route.renderer {
+                Renderer::Proxy(base) => base.clone(),
+                Renderer::Render(_) => return bypass_response(self.render_uncached(&req, &key).await, &reason),
+            },
+            Err(_) => None,
+        };
+        let Some(url) = self.raw_origin_url(&req.url, base.as_ref().unwrap_or(&self.config.origin)) else {
             return Response::json_error(400, "malformed request URL");
         };
         let mut upstream = req;
@@ -219,9 +241,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     }
 
     /// The origin URL for a request that is not keyed: origin base plus the raw path and query.
-    fn raw_origin_url(&self, url: &str) -> Option<String> {
+    fn raw_origin_url(&self, url: &str, base: &url::Url) -> Option<String> {
         let parsed = url::Url::parse(url).ok()?;
-        let mut origin = self.config.origin.clone();
+        let mut origin = base.clone();
         let base = origin.path().trim_end_matches('/').to_string();
         origin.set_path(&format!("{base}{}", parsed.path()));
         origin.set_query(parsed.query());
@@ -231,8 +253,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// The request sent to the origin to render `key`: its normalised URL, a fixed set of
     /// headers (nothing from the visitor, so unkeyed headers cannot change a stored page), and
     /// the stored page's validators when regenerating.
-    pub(crate) fn origin_request(&self, key: &CacheKey, purpose: &str, previous: Option<&PageMeta>) -> Request {
-        let mut req = Request::new("GET", &key.origin_url(&self.config.origin))
+    pub(crate) fn origin_request(&self, key: &CacheKey, purpose: &str, previous: Option<&PageMeta>, base: &url::Url) -> Request {
+        let mut req = Request::new("GET", &key.origin_url(base))
             .with_header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
             .with_header("user-agent", concat!("edge-isr/", env!("CARGO_PKG_VERSION")))
             .with_header("x-forwarded-host", &key.host)
@@ -274,3 +296,5 @@ pub(crate) fn bypass_response(mut resp: Response, reason: &BypassReason) -> Resp
 mod tests;
 #[cfg(test)]
 mod invalidation_tests;
+#[cfg(test)]
+mod site_tests;

@@ -84,16 +84,15 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     }
 
     async fn regenerate_once(&self, key: &CacheKey, page_key: &str, page: &StoredPage, started: u64) -> Regenerated {
-        let req = self.origin_request(key, "regenerate", Some(&page.meta));
-        let resp = match self.origin.fetch(req, self.config.regenerate_timeout_ms).await {
-            Ok(resp) => resp,
+        let (resp, hints) = match self.produce(key, "regenerate", Some(&page.meta), self.config.regenerate_timeout_ms).await {
+            Ok(p) => (p.resp, p.hints),
             Err(e) => return Regenerated::Failed(e.to_string()),
         };
         let sent_validators = page.meta.origin_etag.is_some() || page.meta.last_modified.is_some();
         if resp.status == 304 && sent_validators {
             return self.refresh_unchanged(page_key, page, &resp.headers, started).await;
         }
-        match self.prepare_page(&resp, started) {
+        match self.prepare_page(&resp, started, &hints) {
             Ok(prepared) => {
                 self.write_page(page_key, prepared, Some(&page.meta)).await;
                 Regenerated::Updated

@@ -98,9 +98,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             RenderOutcome::Stored(page) => self.serve(req, &page, CacheState::Miss),
             RenderOutcome::NotStored(resp, reason) if leader => strip_head(req, bypass_response(resp, &reason)),
             RenderOutcome::NotStored(_, reason) => {
-                let own = self.origin_request(key, "miss", None);
-                match self.origin.fetch(own, self.config.origin_timeout_ms).await {
-                    Ok(resp) => strip_head(req, bypass_response(resp, &reason)),
+                match self.produce(key, "miss", None, self.config.origin_timeout_ms).await {
+                    Ok(own) => strip_head(req, bypass_response(own.resp, &reason)),
                     Err(e) => self.origin_error_response(&e),
                 }
             }
@@ -157,12 +156,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     async fn render_once(&self, id: u64, key: &CacheKey, page_key: &str, previous: Option<PageMeta>) -> RenderOutcome {
         let started = self.clock.now_ms();
-        let req = self.origin_request(key, "miss", None);
-        let resp = match self.origin.fetch(req, self.config.origin_timeout_ms).await {
-            Ok(resp) => resp,
+        let (resp, hints) = match self.produce(key, "miss", None, self.config.origin_timeout_ms).await {
+            Ok(p) => (p.resp, p.hints),
             Err(e) => return RenderOutcome::Failed(e),
         };
-        match self.prepare_page(&resp, started) {
+        match self.prepare_page(&resp, started, &hints) {
             Ok(prepared) => {
                 let page = prepared.page.clone();
                 let this = self.clone();

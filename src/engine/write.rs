@@ -43,11 +43,25 @@ pub fn tags_digest(tags: &[String]) -> Option<String> {
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Decides whether `resp` may be stored and, if so, builds the stored page rendered at `started`.
-    pub(crate) fn prepare_page(&self, resp: &Response, started: Millis) -> Result<PreparedPage, BypassReason> {
-        let (revalidate_s, tags) = match policy::classify_response(resp.status, &resp.headers, resp.body.len(), &self.config) {
+    /// The route's `hints` fill in what the response's headers leave open: the revalidate time
+    /// when there is no `Cache-Control` (404/410 keep `NOT_FOUND_REVALIDATE`), and more tags.
+    pub(crate) fn prepare_page(&self, resp: &Response, started: Millis, hints: &super::Hints) -> Result<PreparedPage, BypassReason> {
+        let (mut revalidate_s, mut tags) = match policy::classify_response(resp.status, &resp.headers, resp.body.len(), &self.config) {
             ResponseDecision::Store { revalidate_s, tags } => (revalidate_s, tags),
             ResponseDecision::DoNotStore(reason) => return Err(reason),
         };
+        if let Some(hinted) = hints.revalidate_s {
+            if resp.status < 400 && !policy::has_freshness_headers(&resp.headers) {
+                revalidate_s = hinted;
+            }
+        }
+        for tag in &hints.tags {
+            if !policy::is_valid_tag(tag) {
+                self.log(Level::Warn, &format!("ignoring route tag {tag:?}: not a valid tag"));
+            } else if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
         let origin_etag = usable_validator(resp.headers.get("etag"));
         let last_modified = usable_validator(resp.headers.get("last-modified"));
         let mut meta = PageMeta {
