@@ -27,7 +27,7 @@ have="$("$WASM_BINDGEN_BIN" --version | awk '{print $NF}')"
 # nothing to do. EDGE_ISR_FORCE_BUILD=1 rebuilds regardless.
 inputs_hash() {
   {
-    find src -type f -print0 | sort -z | xargs -0 sha256sum
+    find src www/site.json www/templates www/static -type f -print0 | sort -z | xargs -0 sha256sum
     sha256sum Cargo.toml Cargo.lock
     if [ -f build.rs ]; then sha256sum build.rs; fi
     rustc -V

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Local development: the test origin on 127.0.0.1:8788 and the worker in
+# Local development: the test origin on 127.0.0.1:8788 (also the demo CMS: JSON
+# from www/content under /api/) and the worker in
 # `wrangler dev` (real workerd runtime, KV simulated under .wrangler/state) on
 # 127.0.0.1:8787. Ctrl-C stops both. Extra arguments go to `wrangler dev`.
 # Ports can be moved with EDGE_ISR_DEV_PORT / EDGE_ISR_ORIGIN_PORT.
@@ -47,7 +48,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 say "building and starting the test origin on $origin_url"
-setsid cargo run --quiet --release -p test-origin -- --addr "127.0.0.1:$origin_port" \
+setsid cargo run --quiet --release -p test-origin -- --addr "127.0.0.1:$origin_port" --content www/content \
   </dev/null > >(sed -u 's/^/[origin] /') 2>&1 &
 pids+=("$!")
 origin_pid=$!
@@ -55,7 +56,8 @@ origin_pid=$!
 # wrangler runs the [build] command from wrangler.toml (scripts/build.sh) before
 # serving, and again when src/ changes, so there is no separate build here.
 say "starting wrangler dev on $worker_url (it builds the worker first)"
-setsid wrangler dev --ip 127.0.0.1 --port "$dev_port" --var "ORIGIN_URL:$origin_url" \
+setsid wrangler dev --ip 127.0.0.1 --port "$dev_port" --var "ORIGIN_URL:$origin_url" --var "CMS_URL:$origin_url" \
+  --var "CACHE_HOSTS:127.0.0.1,localhost" --test-scheduled \
   --show-interactive-dev-session=false "$@" </dev/null &
 pids+=("$!")
 wrangler_pid=$!
@@ -72,7 +74,7 @@ for name in origin worker; do
   say "$name answers on $url"
 done
 
-say "ready: open $worker_url/ (origin: $origin_url). Ctrl-C stops both."
+say "ready: open $worker_url/ (the demo blog), $worker_url/__isr/admin (password: REVALIDATE_SECRET in .dev.vars); origin and CMS: $origin_url. Ctrl-C stops both."
 # Returns when either server exits; the EXIT trap then stops the other one.
 wait -n "$origin_pid" "$wrangler_pid" || true
 say "a server exited"

@@ -8,6 +8,7 @@
 //! - a thin Cloudflare adapter (`cloudflare`, wasm32 only) that implements those traits with
 //!   Workers KV, `fetch`, `Date.now()` and `ctx.waitUntil`.
 
+pub mod app;
 pub mod background;
 pub mod clock;
 pub mod conditional;
@@ -32,4 +33,4 @@ pub mod testing;
 pub mod webhook;
 
 #[cfg(target_arch = "wasm32")]
-mod cloudflare;
+pub mod cloudflare;

@@ -1,8 +1,27 @@
 //! The Cloudflare Workers adapter: glue from the runtime to the core, nothing else.
 //!
-//! Route → service → core: the fetch handler reads configuration, builds an [`Engine`] on
-//! Workers KV, `fetch`, `Date.now()` and `ctx.waitUntil`, and converts requests and responses.
-//! No cache rule lives here.
+//! Route → service → core: each handler reads configuration, builds an [`Engine`] on Workers
+//! KV, `fetch`, `Date.now()` and `ctx.waitUntil`, and converts requests and responses. No cache
+//! rule lives here.
+//!
+//! Use in your own worker crate (with `edge-isr = { default-features = false }`, so this crate's
+//! own entry points are left out):
+//!
+//! ```ignore
+//! use edge_isr::site::{Page, Route, Site};
+//! use worker::*;
+//!
+//! fn site() -> Site {
+//!     Site::new().route("/hello/:name", Route::render(|cx| async move {
+//!         Ok(Page::html(format!("Hello, {}", cx.param("name"))))
+//!     }).revalidate(60).tags(["hello-{name}"]))
+//! }
+//!
+//! #[event(fetch)]
+//! async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+//!     edge_isr::cloudflare::fetch(req, env, ctx, site).await
+//! }
+//! ```
 
 mod convert;
 mod jobs;
@@ -13,9 +32,12 @@ mod runtime;
 use crate::config::Config;
 use crate::engine::{Engine, Isolate};
 use crate::http::Response as CoreResponse;
+use crate::invalidation::Job;
+use crate::site::Site;
+use runtime::WaitUntil;
+use std::cell::RefCell;
 use std::rc::Rc;
-use crate::invalidation::SweepJob;
-use worker::{event, Context, Env, MessageBatch, Request, Response, Result};
+use worker::{Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 /// Name of the KV namespace binding that holds pages (see `wrangler.toml`).
 pub const PAGES_BINDING: &str = "PAGES";
@@ -23,16 +45,14 @@ pub const PAGES_BINDING: &str = "PAGES";
 thread_local! {
     /// State shared by every request this isolate serves: renders and regenerations in flight.
     static ISOLATE: Rc<Isolate> = Isolate::new();
+    /// The site, built (templates compiled) on the isolate's first request.
+    static SITE: RefCell<Option<Rc<Site>>> = const { RefCell::new(None) };
 }
 
-#[event(start)]
-fn start() {
-    console_error_panic_hook::set_once();
-}
-
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
-    let answer = match handle(req, &env, ctx).await {
+/// The worker's `fetch` handler: answers one request with the engine serving `make_site`'s
+/// routes (a configuration error is a JSON 500, and logged).
+pub async fn fetch<E: std::fmt::Display>(req: Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<Response> {
+    let answer = match handle(req, &env, ctx, make_site).await {
         Ok(resp) => resp,
         Err(e) => {
             worker::console_error!("edge-isr: {e}");
@@ -42,32 +62,55 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     convert::to_worker_response(answer)
 }
 
-async fn handle(req: Request, env: &Env, ctx: Context) -> std::result::Result<CoreResponse, String> {
-    let engine = build_engine(env, ctx)?;
+async fn handle<E: std::fmt::Display>(req: Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
+    let engine = build_engine(env, WaitUntil::Request(ctx), make_site)?;
     let request = convert::from_worker_request(req).await?;
     Ok(engine.handle(request).await)
 }
 
-/// Queue consumer: continues invalidations (one job per message, one message per invocation).
-#[event(queue)]
-async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
-    let engine = build_engine(&env, ctx).map_err(worker::Error::RustError)?;
+/// The worker's `queue` handler: runs invalidation chunks and pre-render batches (one job per
+/// message, one message per invocation).
+pub async fn queue<E: std::fmt::Display>(batch: MessageBatch<String>, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<()> {
+    let engine = build_engine(&env, WaitUntil::Request(ctx), make_site).map_err(worker::Error::RustError)?;
     for message in batch.messages()? {
-        match serde_json::from_str::<SweepJob>(message.body()) {
-            Ok(job) => {
+        match serde_json::from_str::<Job>(message.body()) {
+            Ok(Job::Sweep(job)) => {
                 let report = engine.run_job(job).await;
                 worker::console_log!("edge-isr: invalidation job reached {} page(s), marked {}", report.pages, report.marked);
             }
+            Ok(Job::Prerender(job)) => {
+                let report = engine.run_prerender(job).await;
+                worker::console_log!("edge-isr: pre-render batch rendered {} page(s), {} already fresh", report.rendered, report.fresh);
+            }
             // A message we cannot read will never become readable: drop it, loudly.
-            Err(e) => worker::console_error!("edge-isr: dropping unreadable invalidation job: {e}"),
+            Err(e) => worker::console_error!("edge-isr: dropping unreadable job: {e}"),
         }
     }
     batch.ack_all();
     Ok(())
 }
 
-/// The engine on this request's bindings and the isolate's shared state.
-fn build_engine(env: &Env, ctx: Context) -> std::result::Result<Engine<kv::WorkersKv, origin::FetchOrigin>, String> {
+/// The worker's `scheduled` handler (`[triggers] crons`): pre-renders the static pages of the
+/// first `CACHE_HOSTS` host.
+pub async fn scheduled<E: std::fmt::Display>(event: ScheduledEvent, env: Env, ctx: ScheduleContext, make_site: fn() -> std::result::Result<Site, E>) {
+    let engine = match build_engine(&env, WaitUntil::Scheduled(ctx), make_site) {
+        Ok(e) => e,
+        Err(e) => return worker::console_error!("edge-isr: {e}"),
+    };
+    let Some(host) = engine_host(&env) else {
+        return worker::console_error!("edge-isr: cron {}: set CACHE_HOSTS so that pre-rendered pages get the site's host", event.cron());
+    };
+    let report = engine.prerender(&host).await;
+    worker::console_log!("edge-isr: cron {}: {}", event.cron(), serde_json::to_string(&report).unwrap_or_default());
+}
+
+fn engine_host(env: &Env) -> Option<String> {
+    let hosts = env.var("CACHE_HOSTS").ok()?.to_string();
+    hosts.split(',').map(str::trim).find(|h| !h.is_empty()).map(str::to_ascii_lowercase)
+}
+
+/// The engine on this invocation's bindings and the isolate's shared state.
+fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Engine<kv::WorkersKv, origin::FetchOrigin>, String> {
     // `[vars]` entries and secrets (REVALIDATE_SECRET) are both string bindings on `env`.
     let lookup = |name: &str| {
         env.var(name)
@@ -79,17 +122,54 @@ fn build_engine(env: &Env, ctx: Context) -> std::result::Result<Engine<kv::Worke
     let kv = env
         .kv(PAGES_BINDING)
         .map_err(|e| format!("KV binding {PAGES_BINDING} is missing: {e}"))?;
+    let site = isolate_site_with(make_site)?;
     let engine = Engine::new(
         Rc::new(config),
         Rc::new(kv::WorkersKv::new(kv)),
         Rc::new(origin::FetchOrigin),
         Rc::new(runtime::WorkersClock),
-        Rc::new(runtime::WaitUntil::new(ctx)),
+        Rc::new(background),
         Rc::new(runtime::ConsoleLogger),
         ISOLATE.with(Rc::clone),
-    );
+    )
+    .with_site(site);
     Ok(match env.queue(jobs::QUEUE_BINDING) {
         Ok(queue) => engine.with_jobs(Rc::new(jobs::WorkersQueue::new(queue))),
         Err(_) => engine,
     })
+}
+
+fn isolate_site_with<E: std::fmt::Display>(make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Rc<Site>, String> {
+    if let Some(site) = SITE.with(|s| s.borrow().clone()) {
+        return Ok(site);
+    }
+    let site = Rc::new(make_site().map_err(|e| format!("the site's configuration: {e}"))?);
+    SITE.with(|s| *s.borrow_mut() = Some(site.clone()));
+    Ok(site)
+}
+
+/// This crate's own worker: the demo site of `src/app.rs` and `www/`.
+#[cfg(feature = "demo")]
+mod entry {
+    use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
+
+    #[event(start)]
+    fn start() {
+        console_error_panic_hook::set_once();
+    }
+
+    #[event(fetch)]
+    async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+        super::fetch(req, env, ctx, crate::app::site).await
+    }
+
+    #[event(queue)]
+    async fn queue(batch: MessageBatch<String>, env: Env, ctx: Context) -> Result<()> {
+        super::queue(batch, env, ctx, crate::app::site).await
+    }
+
+    #[event(scheduled)]
+    async fn scheduled(event: ScheduledEvent, env: Env, ctx: ScheduleContext) {
+        super::scheduled(event, env, ctx, crate::app::site).await
+    }
 }

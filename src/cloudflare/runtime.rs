@@ -5,7 +5,7 @@ use crate::clock::{Clock, Millis};
 use crate::log::{Level, Logger};
 use futures_util::future::LocalBoxFuture;
 use std::time::Duration;
-use worker::{Context, Date, Delay};
+use worker::{Context, Date, Delay, ScheduleContext};
 
 /// `Date.now()` (the only clock on `wasm32-unknown-unknown`) and `setTimeout`.
 pub struct WorkersClock;
@@ -27,19 +27,21 @@ impl Clock for WorkersClock {
 /// How often a visitor waiting for another visitor's render looks at it.
 const PAUSE_MS: u64 = 10;
 
-/// `ctx.waitUntil`: background work continues up to 30 s after the response.
-pub struct WaitUntil(Context);
-
-impl WaitUntil {
-    /// Wraps the request's context.
-    pub fn new(ctx: Context) -> Self {
-        Self(ctx)
-    }
+/// `ctx.waitUntil`: background work continues up to 30 s after the response (or after a
+/// scheduled event's handler returns).
+pub enum WaitUntil {
+    /// A fetch or queue invocation's context.
+    Request(Context),
+    /// A cron trigger's context.
+    Scheduled(ScheduleContext),
 }
 
 impl Background for WaitUntil {
     fn spawn(&self, task: Task) {
-        self.0.wait_until(task);
+        match self {
+            WaitUntil::Request(ctx) => ctx.wait_until(task),
+            WaitUntil::Scheduled(ctx) => ctx.wait_until(task),
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //!
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
+mod admin;
 mod index;
 mod invalidate;
 mod prerender;
@@ -42,6 +43,7 @@ use crate::store::KvStore;
 use std::rc::Rc;
 
 pub use invalidate::InvalidationOutcome;
+pub use admin::{PageRow, ADMIN_PATH};
 pub use produce::Hints;
 pub use render::RenderOutcome;
 pub use prerender::{params_from_listing, PrerenderJob, PrerenderReport, PRERENDER_BATCH};
@@ -142,6 +144,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     pub async fn handle(&self, req: Request) -> Response {
         if self.is_revalidate_request(&req) {
             return self.handle_revalidate(req).await;
+        }
+        if self.is_admin_request(&req) {
+            return self.handle_admin(req).await;
         }
         let key = match policy::classify_request(&req, &self.config) {
             RequestDecision::Cacheable(key) => key,

@@ -49,7 +49,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Hosts whose pages a webhook call invalidates: the configured `CACHE_HOSTS`, or the host
     /// the webhook was called on (pages are keyed by host).
-    fn invalidation_hosts(&self, req: &Request) -> Vec<String> {
+    pub(crate) fn invalidation_hosts(&self, req: &Request) -> Vec<String> {
         if !self.config.cache_hosts.is_empty() {
             return self.config.cache_hosts.clone();
         }

@@ -33,6 +33,7 @@ pub use contentful::{
 pub use error::WebhookError;
 pub use mapping::Mappings;
 pub use request::parse_request;
+pub use crypto::secret_matches;
 pub use sanity::SANITY_SIGNATURE_HEADER;
 pub use signature::ISR_SIGNATURE_HEADER;
 

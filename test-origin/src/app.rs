@@ -263,6 +263,8 @@ pub(crate) struct Shared {
     pub next_conn: AtomicU64,
     /// `http://127.0.0.1:PORT`, for the demo index.
     pub url: String,
+    /// Where `/api/...` JSON content is read from (see `content.rs`), if anywhere.
+    pub content_dir: Mutex<Option<std::path::PathBuf>>,
 }
 
 impl Shared {
@@ -274,6 +276,7 @@ impl Shared {
             logging: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
+            content_dir: Mutex::new(None),
         }
     }
 
@@ -409,6 +412,12 @@ fn page_or_echo(shared: &Shared, req: &Request) -> Outcome {
         );
         resp.set_header("cache-control", "no-store");
         shared.log(req, 500, " (configured failure)");
+        return Outcome::Respond(resp);
+    }
+    let content_dir = shared.content_dir.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(resp) = content_dir.filter(|_| is_page).and_then(|dir| crate::content::answer(&dir, &req.path)) {
+        shared.lock().entry(&req.path).renders += 1;
+        shared.log(req, resp.status, " (content)");
         return Outcome::Respond(resp);
     }
     let resp = if is_page {

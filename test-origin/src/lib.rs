@@ -57,6 +57,7 @@
 //! request never holds up requests on other connections.
 
 mod app;
+mod content;
 mod http;
 
 pub use app::{Behaviour, RecordedRequest, Stats, MAX_SIZE, MAX_STALL_MS, REQUEST_LOG_LEN};
@@ -179,6 +180,11 @@ impl TestOrigin {
     /// Logs one line per request to stderr when on (off by default; the binary turns it on).
     pub fn set_logging(&self, on: bool) {
         self.shared.logging.store(on, Ordering::Relaxed);
+    }
+
+    /// Serves JSON content from `dir` under `/api/` (a small headless CMS; see `content.rs`).
+    pub fn set_content_dir(&self, dir: impl Into<std::path::PathBuf>) {
+        *self.shared.content_dir.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.into());
     }
 
     /// Stops the server: closes the listening socket (the port is free when this returns)

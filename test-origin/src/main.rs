@@ -1,7 +1,7 @@
 //! The `test-origin` binary: the demo origin `scripts/dev.sh` runs beside `wrangler dev`.
 //!
 //! ```text
-//! test-origin [--addr 127.0.0.1:8788] [--quiet]
+//! test-origin [--addr 127.0.0.1:8788] [--content DIR] [--quiet]
 //! ```
 //!
 //! Prints `listening on http://127.0.0.1:PORT` once bound, logs one line per request to
@@ -11,16 +11,18 @@ use std::io::Write;
 use std::process::ExitCode;
 use test_origin::{TestOrigin, DEFAULT_ADDR};
 
-const USAGE: &str = "usage: test-origin [--addr HOST:PORT] [--quiet]
+const USAGE: &str = "usage: test-origin [--addr HOST:PORT] [--content DIR] [--quiet]
 
 A scriptable HTTP origin for edge-isr's tests and demo (loopback addresses only).
   --addr HOST:PORT  where to listen (default 127.0.0.1:8788; port 0 picks a free one)
+  --content DIR     serve DIR/{collection}/{slug}.json as a JSON CMS under /api/
   --quiet           do not log requests to stderr
 Control API: GET http://HOST:PORT/__origin/ lists the endpoints.";
 
 fn main() -> ExitCode {
     let mut addr = DEFAULT_ADDR.to_string();
     let mut quiet = false;
+    let mut content: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -29,6 +31,10 @@ fn main() -> ExitCode {
                 None => return usage_error("--addr needs a value"),
             },
             "--quiet" | "-q" => quiet = true,
+            "--content" => match args.next() {
+                Some(d) => content = Some(d),
+                None => return usage_error("--content needs a directory"),
+            },
             "--help" | "-h" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -47,6 +53,13 @@ fn main() -> ExitCode {
         }
     };
     origin.set_logging(!quiet);
+    if let Some(dir) = content {
+        if !std::path::Path::new(&dir).is_dir() {
+            eprintln!("test-origin: --content {dir}: not a directory");
+            return ExitCode::FAILURE;
+        }
+        origin.set_content_dir(dir);
+    }
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on {}", origin.url());
     let _ = stdout.flush();
