@@ -91,7 +91,6 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             "pages": pages,
             "truncated": truncated,
             "version": self.config.cache_version,
-            "base": ADMIN_PATH,
         });
         let mut env = minijinja::Environment::new();
         let rendered = env

@@ -4,6 +4,7 @@
 //! Run with `make test` (or `cargo test --features e2e --test e2e` after `make build`).
 //! Pass a substring to run only matching tests: `cargo test --features e2e --test e2e -- stale`.
 
+mod cms;
 mod faults;
 mod isr;
 mod revalidate;
@@ -23,6 +24,7 @@ fn main() {
         .iter()
         .chain(revalidate::TESTS)
         .chain(faults::TESTS)
+        .chain(cms::TESTS)
         .copied()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();

@@ -33,6 +33,8 @@ pub struct Suite {
     state_dir: PathBuf,
     /// Where wrangler's output goes.
     pub log_path: PathBuf,
+    /// The demo CMS's content (`{collection}/{slug}.json`), served by the origin under `/api/`.
+    pub content_dir: PathBuf,
     agent: ureq::Agent,
 }
 
@@ -51,6 +53,9 @@ impl Suite {
         let work = root.join("target/e2e");
         let state_dir = work.join(format!("state-{}", std::process::id()));
         std::fs::create_dir_all(&state_dir).map_err(|e| e.to_string())?;
+        let content_dir = state_dir.join("content");
+        std::fs::create_dir_all(content_dir.join("posts")).map_err(|e| e.to_string())?;
+        origin.set_content_dir(&content_dir);
         let log_path = work.join("wrangler.log");
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let wrangler_bin = root.join("node_modules/.bin/wrangler");
@@ -68,7 +73,10 @@ impl Suite {
             .arg(&config)
             .arg("--persist-to")
             .arg(&state_dir)
-            .args(["--var", &format!("ORIGIN_URL:{}", origin.url())]);
+            .args(["--var", &format!("ORIGIN_URL:{}", origin.url())])
+            .args(["--var", &format!("CMS_URL:{}", origin.url())])
+            // `GET /__scheduled?cron=...` runs the cron trigger.
+            .arg("--test-scheduled");
         for (name, value) in WORKER_VARS {
             cmd.args(["--var", &format!("{name}:{value}")]);
         }
@@ -93,6 +101,7 @@ impl Suite {
             wrangler,
             state_dir,
             log_path,
+            content_dir,
             agent,
         };
         suite.wait_until_ready(Duration::from_secs(180))?;
@@ -171,6 +180,12 @@ impl Suite {
         let url = format!("{}/__origin/requests?path={}", self.origin.url(), enc(path));
         let r = self.send_to(&url, "GET", &[], None);
         serde_json::from_str(&r.body).unwrap_or_default()
+    }
+
+    /// Writes (or replaces) a post of the demo CMS: `{content_dir}/posts/{slug}.json`.
+    pub fn write_post(&self, slug: &str, post: &serde_json::Value) {
+        let path = self.content_dir.join("posts").join(format!("{slug}.json"));
+        std::fs::write(&path, post.to_string()).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
 
     /// Lines of wrangler's output containing `needle`.
