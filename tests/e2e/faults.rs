@@ -1,9 +1,12 @@
 //! Faults and load: the last good page survives a misbehaving origin, and a mix of hits, stale
-//! hits, misses and webhooks at once gets no 5xx and loses no page.
+//! hits, misses and webhooks at once gets no 5xx and loses no page. Last, the origin goes down
+//! altogether (connections refused) and comes back.
 
-use crate::support::{let_age, poll, Suite, SECRET};
+use crate::support::{let_age, poll, Resp, Suite, SECRET};
 use crate::Test;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::io::ErrorKind;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,9 @@ pub const TESTS: &[Test] = &[
     ("mixed_load_has_no_5xx_and_loses_no_page", mixed_load_has_no_5xx_and_loses_no_page),
     ("spoofed_hosts_neither_fragment_nor_poison", spoofed_hosts_neither_fragment_nor_poison),
 ];
+
+/// Tests that stop the origin every test shares: `main` runs them after all the others.
+pub const ORIGIN_DOWN: &[Test] = &[("refused_origin_keeps_pages_then_recovers", refused_origin_keeps_pages_then_recovers)];
 
 fn spoofed_hosts_neither_fragment_nor_poison(s: &Suite) {
     let p = "/e2e/host/page";
@@ -151,4 +157,109 @@ fn mixed_load_has_no_5xx_and_loses_no_page(s: &Suite) {
         let bound = 1 + elapsed_s + hooks + 2;
         assert!(u64::from(bound) >= renders as u64, "{p}: {renders} renders > bound {bound}");
     }
+}
+
+/// Starts the origin again when dropped, so that a failing assertion while it is down does not
+/// leave it down (a no-op once the test has restarted it).
+struct RestartOnDrop<'a>(&'a Suite);
+
+impl Drop for RestartOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.start_origin() {
+            eprintln!("{e}");
+        }
+    }
+}
+
+fn refused_origin_keeps_pages_then_recovers(s: &Suite) {
+    let p = "/e2e/refused/page";
+    let never = "/e2e/refused/never";
+    s.behave(p, json!({"content": "before"}));
+    let good = s.get(p);
+    assert_eq!((good.status, good.state()), (200, "MISS"), "{good:?}");
+    poll("page stored", SHORT, || (s.get(p).state() == "HIT").then_some(()));
+
+    // The origin goes down: its listener is closed, nothing else listens on the port.
+    let _restart = RestartOnDrop(s);
+    s.stop_origin();
+    let addr = s.origin_addr();
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "connecting to {addr}: {e}"),
+        Ok(_) => panic!("{addr} still accepts connections after the origin stopped"),
+    }
+
+    // The CMS publishes: the page is stale at once (the webhook only touches KV).
+    let hook = s.send(
+        "POST",
+        "/api/revalidate",
+        &[("authorization", &format!("Bearer {SECRET}")), ("content-type", "application/json")],
+        Some(&json!({"paths": [p]}).to_string()),
+    );
+    assert_eq!(hook.status, 200, "{}", hook.body);
+    let marked: Value = serde_json::from_str(&hook.body).expect("webhook answer is JSON");
+    assert_eq!(marked["paths"][p]["marked"], 1, "{marked}");
+
+    // (a) The stored page is served, whole and unchanged, to every request; the first one starts
+    // a regeneration, which is refused.
+    let outage = Instant::now();
+    let expect_old = |r: &Resp| {
+        assert_eq!((r.status, r.state()), (200, "STALE"), "{r:?}");
+        assert_eq!(r.body, good.body, "the stored page, unchanged");
+    };
+    let failed = format!("{p} failed (origin unreachable");
+    let mut served = 0;
+    poll("the refused regeneration to be logged", SHORT, || {
+        expect_old(&s.get(p));
+        served += 1;
+        (!s.log_lines(&failed).is_empty()).then_some(())
+    });
+    for _ in 0..30 {
+        expect_old(&s.get(p));
+        served += 1;
+    }
+    let revalidating = s.get_with(p, &[("if-none-match", good.header("etag"))]);
+    assert_eq!((revalidating.status, revalidating.state()), (304, "STALE"), "{revalidating:?}");
+
+    // (b) A page never stored has nothing to fall back to: a JSON 502 every time, never stored.
+    for _ in 0..3 {
+        let r = s.get(never);
+        assert_eq!((r.status, r.state()), (502, "MISS"), "{r:?}");
+        assert!(r.header("content-type").starts_with("application/json"), "{r:?}");
+        assert_eq!(r.header("cache-control"), "no-store", "{r:?}");
+        let error: Value = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.body));
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(message.starts_with("origin unreachable"), "{}", r.body);
+    }
+
+    // (c) The failure is logged once per attempt, and attempts back off (5 s, 10 s, ...), so
+    // not once per request.
+    let logged = s.log_lines(&failed);
+    let attempts_allowed = 1 + outage.elapsed().as_secs() / 5;
+    let message = logged[0].split_once("edge-isr: ").map_or(logged[0].as_str(), |(_, m)| m);
+    let message = message.split('\u{1b}').next().unwrap_or_default(); // wrangler's colour codes
+    println!("    origin down: {served} stale answers in {:.1?}; logged: {message}", outage.elapsed());
+    assert!(
+        (1..=attempts_allowed).contains(&(logged.len() as u64)),
+        "{} failure lines for {served} requests in {:?}: {logged:#?}",
+        logged.len(),
+        outage.elapsed()
+    );
+
+    // The origin comes back on the same port, with new content for the page. Once the back-off
+    // of the last failure has passed, a stale hit regenerates it.
+    s.start_origin().expect("origin restarted");
+    s.behave(p, json!({"content": "after"}));
+    let backoff = Duration::from_secs(5 << (logged.len() - 1).min(6));
+    let fresh = poll("the page to regenerate after the origin came back", backoff + SHORT, || {
+        let r = s.get(p);
+        if test_origin::page_field(&r.body, "content") == Some("after") {
+            return Some(r);
+        }
+        expect_old(&r);
+        None
+    });
+    assert_eq!((fresh.status, fresh.state()), (200, "HIT"), "{fresh:?}");
+    assert_eq!(s.stats(p).renders, 1, "one regeneration");
+    let r = s.get(never);
+    assert_eq!((r.status, r.state()), (200, "MISS"), "nothing was stored during the outage: {r:?}");
 }

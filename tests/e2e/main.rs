@@ -1,5 +1,6 @@
 //! End-to-end suite: the built worker in `wrangler dev` (workerd + local KV) against the test
 //! origin, over HTTP on loopback. `wrangler dev` starts once; each test has its own paths.
+//! Tests that take the shared origin down run last (see [`LAST`]).
 //!
 //! Run with `make test` (or `cargo test --features e2e --test e2e` after `make build`).
 //! Pass a substring to run only matching tests: `cargo test --features e2e --test e2e -- stale`.
@@ -18,13 +19,19 @@ use support::Suite;
 /// A named test.
 pub type Test = (&'static str, fn(&Suite));
 
+/// Tests that leave the shared origin running, in order.
+const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, cms::TESTS];
+
+/// Tests that stop the shared origin (and restart it, with none of the behaviour the others
+/// set): with or without a filter, they run after every selected test of [`TESTS`].
+const LAST: &[&[Test]] = &[faults::ORIGIN_DOWN];
+
 fn main() {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let tests: Vec<Test> = isr::TESTS
+    let tests: Vec<Test> = TESTS
         .iter()
-        .chain(revalidate::TESTS)
-        .chain(faults::TESTS)
-        .chain(cms::TESTS)
+        .chain(LAST)
+        .flat_map(|list| list.iter())
         .copied()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();

@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use test_origin::TestOrigin;
 
@@ -27,8 +28,10 @@ pub const WORKER_VARS: &[(&str, &str)] = &[
 pub struct Suite {
     /// Base URL of the worker, `http://127.0.0.1:PORT`.
     pub worker: String,
-    /// The origin the worker renders from.
-    pub origin: TestOrigin,
+    /// The origin the worker renders from; `None` while a test has it stopped.
+    origin: Mutex<Option<TestOrigin>>,
+    /// Where the origin listens (the same port after a restart: the worker's `ORIGIN_URL`).
+    origin_addr: SocketAddr,
     wrangler: Child,
     state_dir: PathBuf,
     /// Where wrangler's output goes.
@@ -95,9 +98,11 @@ impl Suite {
             .redirects(0)
             .timeout(Duration::from_secs(30))
             .build();
+        let origin_addr = origin.addr();
         let suite = Suite {
             worker: format!("http://127.0.0.1:{port}"),
-            origin,
+            origin: Mutex::new(Some(origin)),
+            origin_addr,
             wrangler,
             state_dir,
             log_path,
@@ -161,23 +166,58 @@ impl Suite {
         Resp { status, headers, body }
     }
 
+    /// The origin's base URL, `http://127.0.0.1:PORT`.
+    pub fn origin_url(&self) -> String {
+        format!("http://{}", self.origin_addr)
+    }
+
+    /// Where the origin listens (or listened, while it is stopped).
+    pub fn origin_addr(&self) -> SocketAddr {
+        self.origin_addr
+    }
+
+    fn origin_slot(&self) -> MutexGuard<'_, Option<TestOrigin>> {
+        self.origin.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stops the origin: when this returns its listening socket is closed and its connections
+    /// are shut, so the worker's connections to it are refused. Does nothing if it is stopped.
+    pub fn stop_origin(&self) {
+        if let Some(origin) = self.origin_slot().take() {
+            origin.stop();
+        }
+    }
+
+    /// Starts a new origin on the port of the old one (it starts with no behaviour and zero
+    /// counters, like a restarted server). Does nothing if the origin is running.
+    pub fn start_origin(&self) -> Result<(), String> {
+        let mut slot = self.origin_slot();
+        if slot.is_none() {
+            let addr = self.origin_addr.to_string();
+            let origin = TestOrigin::start(&addr).map_err(|e| format!("restarting the test origin on {addr}: {e}"))?;
+            origin.set_content_dir(&self.content_dir);
+            *slot = Some(origin);
+        }
+        Ok(())
+    }
+
     /// Sets the origin's behaviour for `path` (JSON, see test-origin's docs).
     pub fn behave(&self, path: &str, behaviour: serde_json::Value) {
-        let url = format!("{}/__origin/behaviour?path={}", self.origin.url(), enc(path));
+        let url = format!("{}/__origin/behaviour?path={}", self.origin_url(), enc(path));
         let r = self.send_to(&url, "PUT", &[("content-type", "application/json")], Some(&behaviour.to_string()));
         assert_eq!(r.status, 200, "setting behaviour of {path}: {}", r.body);
     }
 
     /// The origin's counters for `path`.
     pub fn stats(&self, path: &str) -> Stats {
-        let url = format!("{}/__origin/stats?path={}", self.origin.url(), enc(path));
+        let url = format!("{}/__origin/stats?path={}", self.origin_url(), enc(path));
         let r = self.send_to(&url, "GET", &[], None);
         serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("stats of {path}: {e}: {}", r.body))
     }
 
     /// The last requests the origin received for `path`.
     pub fn origin_requests(&self, path: &str) -> Vec<serde_json::Value> {
-        let url = format!("{}/__origin/requests?path={}", self.origin.url(), enc(path));
+        let url = format!("{}/__origin/requests?path={}", self.origin_url(), enc(path));
         let r = self.send_to(&url, "GET", &[], None);
         serde_json::from_str(&r.body).unwrap_or_default()
     }
@@ -195,9 +235,11 @@ impl Suite {
             .unwrap_or_default()
     }
 
-    /// Stops wrangler (and workerd) and the origin, and removes the local KV state.
+    /// Stops wrangler (and workerd), then the origin (if a test left one running, restarted or
+    /// not), and removes the local KV state.
     pub fn stop(mut self) {
         self.stop_wrangler();
+        self.stop_origin();
         let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 
