@@ -308,4 +308,14 @@ mod tests {
         let origin = Url::parse("http://127.0.0.1:8788/base/").unwrap();
         assert_eq!(k.origin_url(&origin), "http://127.0.0.1:8788/base/a/b?q=2");
     }
+
+    #[test]
+    fn hosts_are_ascii_only() {
+        // The runtime hands the worker punycode hosts (`xn--bcher-kva.example`); edge-isr
+        // builds `url` without Unicode IDNA tables (idna_adapter 1.0) to keep the wasm small,
+        // so a raw Unicode host is refused rather than mapped.
+        let c = Config::for_origin("http://origin.test");
+        assert!(normalise("https://xn--bcher-kva.example/a", &c).is_ok());
+        assert_eq!(normalise("https://bücher.example/a", &c), Err(KeyError::InvalidUrl));
+    }
 }

@@ -154,7 +154,7 @@ fn missing_cms_content_is_a_stored_404_page() {
     block_on(async {
         let resp = b.get("/blog/gone").await;
         assert_eq!(resp.status, 404);
-        assert_eq!(body(&resp), "<p>nothing at &#x2f;blog&#x2f;gone</p>");
+        assert_eq!(body(&resp), "<p>nothing at /blog/gone</p>");
         b.run_background().await;
         let meta = stored_meta(&b, "site.test/blog/gone").await;
         assert_eq!(meta.revalidate_s, b.config.not_found_revalidate_s);

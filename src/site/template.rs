@@ -14,8 +14,9 @@
 //!     "dynamic_params": false } ] }
 //! ```
 //!
-//! Templates are Jinja2 (the `minijinja` crate), HTML-escaped by default. Each data entry is a
-//! template variable (`{{ post.title }}`), beside `params` and `path`. A missing entry (the CMS
+//! Templates use the `upon` crate's Jinja-like syntax (`{{ post.title }}`, `{% if %}`,
+//! `{% for %}`, `{% include "header.html" %}`, `{{ post?.author }}` for optional fields), and
+//! every value is HTML-escaped. Each data entry is a template variable, beside `params` and `path`. A missing entry (the CMS
 //! answers 404) renders `404.html` (stored, like `notFound()`); a CMS error, unusable JSON or a
 //! template error renders `error.html` with status 500/502, which is never stored.
 
@@ -23,7 +24,6 @@ use super::pattern::{Escape, Params, PatternError, Template};
 use super::render::{FetchOptions, Page, RenderContext, RenderError};
 use super::{Route, Site, StaticParams};
 use futures_util::future::join_all;
-use minijinja::Environment;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -136,34 +136,37 @@ impl From<PatternError> for SiteError {
 
 /// Compiled templates, shared by every route of a site.
 pub struct Templates {
-    env: Environment<'static>,
+    engine: upon::Engine<'static>,
 }
 
 impl Templates {
     /// Compiles `(file name, source)` pairs; a syntax error names the file and line.
     pub fn new(files: &[(&'static str, &'static str)]) -> Result<Templates, SiteError> {
-        let mut env = Environment::new();
+        let mut engine = upon::Engine::new();
+        engine.set_default_formatter(&escape_html);
         for (name, source) in files {
-            env.add_template(name, source)
-                .map_err(|e| SiteError(format!("template {name}: {e}")))?;
+            engine
+                .add_template(*name, *source)
+                .map_err(|e| SiteError(format!("template {name}: {}", one_line(&e))))?;
         }
-        Ok(Templates { env })
+        Ok(Templates { engine })
     }
 
     /// Whether a template of this name exists.
     pub fn has(&self, name: &str) -> bool {
-        self.env.get_template(name).is_ok()
+        self.engine.get_template(name).is_some()
     }
 
     /// Renders `name` with `context`.
     pub fn render(&self, name: &str, context: &serde_json::Value) -> Result<String, RenderError> {
         let template = self
-            .env
+            .engine
             .get_template(name)
-            .map_err(|e| RenderError::Template(format!("{name}: {e}")))?;
+            .ok_or_else(|| RenderError::Template(format!("{name}: no such template")))?;
         template
-            .render(minijinja::Value::from_serialize(context))
-            .map_err(|e| RenderError::Template(describe(name, &e)))
+            .render(context)
+            .to_string()
+            .map_err(|e| RenderError::Template(format!("{name}: {}", one_line(&e))))
     }
 
     /// The page for a failed render (see [`error_page`]).
@@ -198,11 +201,34 @@ pub fn error_page(templates: Option<&Templates>, error: &RenderError, path: &str
     }
 }
 
-/// A minijinja error with its template line, on one line for the log.
-fn describe(name: &str, e: &minijinja::Error) -> String {
-    match e.line() {
-        Some(line) => format!("{name}:{line}: {e}"),
-        None => format!("{name}: {e}"),
+/// An upon error on one line for the log: its message and the `line:column` of its pretty form.
+fn one_line(e: &upon::Error) -> String {
+    let pretty = format!("{e:#}");
+    let at = pretty.lines().find_map(|l| l.trim().strip_prefix("--> ").map(str::to_string));
+    match at {
+        Some(at) => format!("{e} at {at}"),
+        None => e.to_string(),
+    }
+}
+
+/// upon's formatter for `{{ value }}`: strings HTML-escaped, other values as upon prints them.
+fn escape_html(f: &mut upon::fmt::Formatter<'_>, value: &upon::Value) -> upon::fmt::Result {
+    use std::fmt::Write as _;
+    match value {
+        upon::Value::String(s) => {
+            for c in s.chars() {
+                match c {
+                    '&' => f.write_str("&amp;")?,
+                    '<' => f.write_str("&lt;")?,
+                    '>' => f.write_str("&gt;")?,
+                    '"' => f.write_str("&quot;")?,
+                    '\'' => f.write_str("&#39;")?,
+                    c => f.write_char(c)?,
+                }
+            }
+            Ok(())
+        }
+        other => upon::fmt::default(f, other),
     }
 }
 
@@ -295,6 +321,13 @@ mod tests {
     }
 
     #[test]
+    fn template_render_errors_say_where() {
+        let t = Templates::new(&[("t.html", "line one\n{{ post.missing }}")]).unwrap();
+        let err = t.render("t.html", &serde_json::json!({"post": {}})).unwrap_err();
+        assert!(matches!(&err, RenderError::Template(m) if m.contains("t.html") && m.contains(":2:")), "{err}");
+    }
+
+    #[test]
     fn configured_routes_register_with_their_rules() {
         let json = r#"{"routes": [{"pattern": "/blog/:slug", "template": "post.html", "revalidate": 30,
             "tags": ["posts"], "data": {"post": {"url": "/api/posts/{slug}", "tags": ["post-{slug}"]}},
@@ -325,6 +358,7 @@ mod tests {
     #[test]
     fn template_syntax_errors_name_the_file() {
         let err = Templates::new(&[("bad.html", "{% if %}")]).err().unwrap();
+        assert!(!err.0.contains('\n'), "one line for the log: {err}");
         assert!(err.0.contains("bad.html"), "{err}");
     }
 
@@ -333,7 +367,7 @@ mod tests {
         let out = templates()
             .render("post.html", &serde_json::json!({"post": {"title": "<script>x</script>", "body": "a&b"}}))
             .unwrap();
-        assert_eq!(out, "<h1>&lt;script&gt;x&lt;&#x2f;script&gt;</h1>a&amp;b");
+        assert_eq!(out, "<h1>&lt;script&gt;x&lt;/script&gt;</h1>a&amp;b");
     }
 
     #[test]
@@ -341,7 +375,7 @@ mod tests {
         let t = templates();
         let nf = t.error_page(&RenderError::NotFound, "/blog/x");
         assert_eq!(nf.status, 404);
-        assert_eq!(std::str::from_utf8(&nf.body).unwrap(), "<p>no &#x2f;blog&#x2f;x</p>");
+        assert_eq!(std::str::from_utf8(&nf.body).unwrap(), "<p>no /blog/x</p>");
         assert_eq!(nf.headers.get("cache-control"), None);
         let e = t.error_page(&RenderError::Template("boom".into()), "/x");
         assert_eq!((e.status, e.headers.get("cache-control")), (500, Some("no-store")));
