@@ -83,6 +83,29 @@ mod tests {
         });
     }
 
+    /// The README's example route, as written there.
+    #[test]
+    fn the_readme_example_route_works() {
+        let site = Site::new().route(
+            "/short/:slug",
+            Route::render(|cx| async move {
+                let post = cx
+                    .fetch_json(&format!("/api/posts/{}", cx.param("slug")), crate::site::FetchOptions::tags(["posts"]))
+                    .await?;
+                let title = html_escape(post["title"].as_str().unwrap_or("untitled"));
+                Ok(Page::html(format!("<!doctype html><title>{title}</title><h1>{title}</h1>")))
+            })
+            .revalidate(120)
+            .tags(["post-{slug}"]),
+        );
+        let b = Bench::new().with_site(site);
+        b.origin.reply("/api/posts/hello-world", crate::testing::Reply::Json(r#"{"title": "Hi & bye"}"#.into()));
+        block_on(async {
+            assert!(body(&b.get("/short/hello-world").await).contains("<h1>Hi &amp; bye</h1>"));
+            assert_eq!(b.get("/short/nope").await.status, 404);
+        });
+    }
+
     #[test]
     fn the_demo_blog_renders_the_content_files() {
         let b = Bench::new().with_site(site().unwrap());
