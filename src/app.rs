@@ -100,6 +100,7 @@ mod tests {
         );
         let b = Bench::new().with_site(site);
         b.origin.reply("/api/posts/hello-world", crate::testing::Reply::Json(r#"{"title": "Hi & bye"}"#.into()));
+        b.origin.reply("/api/posts/nope", crate::testing::Reply::Status(404));
         block_on(async {
             assert!(body(&b.get("/short/hello-world").await).contains("<h1>Hi &amp; bye</h1>"));
             assert_eq!(b.get("/short/nope").await.status, 404);
