@@ -3,9 +3,7 @@
 //! The adapter converts `worker::Request`/`worker::Response` to and from these at the edge,
 //! so every rule in the core can be unit-tested natively without a JavaScript engine.
 
-/// A response or request body. `Bytes` clones are reference-counted, so handing the same
-/// rendered page to the visitor and to the store costs no copy.
-pub type Body = bytes::Bytes;
+pub use crate::body::Body;
 
 /// An ordered list of header fields with lower-cased names.
 ///

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod background;
+pub mod body;
 pub mod clock;
 pub mod conditional;
 pub mod config;

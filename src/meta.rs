@@ -99,14 +99,19 @@ struct VersionOnly {
 }
 
 impl PageMeta {
-    /// Parses stored metadata, checking its version first.
+    /// Parses stored metadata of this version. Parsed once on the hot path (every HIT); only
+    /// when that fails is the version looked at, to tell "written by another version" from
+    /// "malformed".
     pub fn decode(raw: Option<&str>) -> Result<PageMeta, MetaError> {
         let raw = raw.ok_or(MetaError::Missing)?;
-        let v: VersionOnly = serde_json::from_str(raw).map_err(|e| MetaError::Malformed(e.to_string()))?;
-        if v.version != META_VERSION {
-            return Err(MetaError::UnknownVersion(v.version));
+        match serde_json::from_str::<PageMeta>(raw) {
+            Ok(meta) if meta.version == META_VERSION => Ok(meta),
+            Ok(meta) => Err(MetaError::UnknownVersion(meta.version)),
+            Err(e) => match serde_json::from_str::<VersionOnly>(raw) {
+                Ok(v) if v.version != META_VERSION => Err(MetaError::UnknownVersion(v.version)),
+                _ => Err(MetaError::Malformed(e.to_string())),
+            },
         }
-        serde_json::from_str(raw).map_err(|e| MetaError::Malformed(e.to_string()))
     }
 
     /// Serializes within KV's 1024-byte metadata limit, dropping informational headers

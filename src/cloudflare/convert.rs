@@ -1,6 +1,7 @@
 //! Conversions between `worker` requests/responses and the core's plain values.
 
 use crate::http::{Body, Headers, Request as CoreRequest, Response as CoreResponse};
+use super::kv::JsBytes;
 use js_sys::Uint8Array;
 use worker::{Method, Request, RequestInit, Response, Result};
 
@@ -34,19 +35,26 @@ pub fn to_worker_request(req: &CoreRequest) -> Result<Request> {
     Request::new_with_init(&req.url, &init)
 }
 
-/// Builds the response the runtime sends to the visitor.
+/// Builds the response the runtime sends to the visitor. A body read from KV is still a
+/// JavaScript buffer and is passed on as it is; other bodies are copied out of wasm once.
 pub fn to_worker_response(resp: CoreResponse) -> Result<Response> {
-    let headers = worker::Headers::new();
+    let headers = web_sys::Headers::new()?;
     for (name, value) in resp.headers.iter() {
         headers.append(name, value)?;
     }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(resp.status);
+    init.set_headers(&headers);
     // 204/304 must not have a body, and HEAD answers have none.
-    let base = if resp.body.is_empty() || matches!(resp.status, 204 | 304) {
-        Response::empty()?
+    let body: Option<Uint8Array> = if resp.body.is_empty() || matches!(resp.status, 204 | 304) {
+        None
+    } else if let Some(js) = resp.body.as_external().and_then(|e| e.as_any().downcast_ref::<JsBytes>()) {
+        Some(js.0.clone())
     } else {
-        Response::from_bytes(resp.body.to_vec())?
+        Some(Uint8Array::from(&resp.body[..]))
     };
-    Ok(base.with_status(resp.status).with_headers(headers))
+    let response = web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)?;
+    Ok(Response::from(response))
 }
 
 /// Reads an origin response whole.

@@ -122,10 +122,12 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
     let kv = env
         .kv(PAGES_BINDING)
         .map_err(|e| format!("KV binding {PAGES_BINDING} is missing: {e}"))?;
+    let binding = js_sys::Reflect::get(env.as_ref(), &PAGES_BINDING.into()).map_err(|_| format!("KV binding {PAGES_BINDING} is missing"))?;
+    let kv = kv::WorkersKv::new(kv, binding)?;
     let site = isolate_site_with(make_site)?;
     let engine = Engine::new(
         Rc::new(config),
-        Rc::new(kv::WorkersKv::new(kv)),
+        Rc::new(kv),
         Rc::new(origin::FetchOrigin),
         Rc::new(runtime::WorkersClock),
         Rc::new(background),

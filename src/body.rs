@@ -1,0 +1,168 @@
+//! Bodies of requests, responses and stored values.
+//!
+//! Usually bytes in this program's memory (reference-counted, so handing the same page to the
+//! visitor and to the store costs no copy). A body can also stay where the platform keeps it
+//! ([`ExternalBody`]): on Workers, a page read from KV stays a JavaScript `Uint8Array` and goes
+//! straight into the visitor's response, never copied into wasm memory and back. Rules that do
+//! look at the bytes (a lease, a tag list, an ETag) get them copied once, on first use.
+
+use bytes::Bytes;
+use std::any::Any;
+use std::cell::OnceCell;
+use std::fmt;
+use std::ops::Deref;
+use std::rc::Rc;
+
+/// Bytes held by the platform (e.g. a JavaScript buffer).
+pub trait ExternalBody: Any {
+    /// Length in bytes.
+    fn len(&self) -> usize;
+    /// A copy of the bytes in this program's memory.
+    fn to_bytes(&self) -> Bytes;
+    /// For the adapter that made it, to take its own type back.
+    fn as_any(&self) -> &dyn Any;
+}
+
+#[derive(Clone)]
+enum Repr {
+    Local(Bytes),
+    External(Rc<dyn ExternalBody>, Rc<OnceCell<Bytes>>),
+}
+
+/// A body: see the module documentation.
+#[derive(Clone)]
+pub struct Body(Repr);
+
+impl Body {
+    /// An empty body.
+    pub const fn new() -> Body {
+        Body(Repr::Local(Bytes::new()))
+    }
+
+    /// A body the platform holds.
+    pub fn external(body: Rc<dyn ExternalBody>) -> Body {
+        Body(Repr::External(body, Rc::default()))
+    }
+
+    /// The platform's body, when this is one that was never copied.
+    pub fn as_external(&self) -> Option<&dyn ExternalBody> {
+        match &self.0 {
+            Repr::External(e, _) => Some(e.as_ref()),
+            Repr::Local(_) => None,
+        }
+    }
+
+    /// Length in bytes (without copying an external body).
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::Local(b) => b.len(),
+            Repr::External(e, _) => e.len(),
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::new()
+    }
+}
+
+impl Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Local(b) => b,
+            Repr::External(e, copy) => copy.get_or_init(|| e.to_bytes()),
+        }
+    }
+}
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && **self == **other
+    }
+}
+
+impl Eq for Body {}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Local(b) => fmt::Debug::fmt(b, f),
+            Repr::External(e, _) => write!(f, "Body(external, {} bytes)", e.len()),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Self {
+        Body(Repr::Local(b))
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Self {
+        Body(Repr::Local(Bytes::from(v)))
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Self {
+        Body(Repr::Local(Bytes::from(s)))
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Self {
+        Body(Repr::Local(Bytes::from_static(s.as_bytes())))
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(s: &'static [u8]) -> Self {
+        Body(Repr::Local(Bytes::from_static(s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    struct Counted {
+        data: &'static [u8],
+        copies: Rc<Cell<u32>>,
+    }
+
+    impl ExternalBody for Counted {
+        fn len(&self) -> usize {
+            self.data.len()
+        }
+        fn to_bytes(&self) -> Bytes {
+            self.copies.set(self.copies.get() + 1);
+            Bytes::from_static(self.data)
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    #[test]
+    fn an_external_body_is_copied_once_and_only_when_read() {
+        let copies = Rc::new(Cell::new(0));
+        let body = Body::external(Rc::new(Counted { data: b"page", copies: copies.clone() }));
+        let served = body.clone();
+        assert_eq!((body.len(), copies.get()), (4, 0), "length without a copy");
+        assert!(served.as_external().is_some(), "still the platform's buffer when served");
+        assert_eq!(&body[..], b"page");
+        assert_eq!(&served[..], b"page");
+        assert_eq!(copies.get(), 1, "clones share the one copy");
+        assert_eq!(body, Body::from("page"));
+    }
+}
