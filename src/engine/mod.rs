@@ -236,12 +236,13 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let Some(url) = self.raw_origin_url(&req.url, base.as_ref().unwrap_or(&self.config.origin)) else {
             return Response::json_error(400, "malformed request URL");
         };
+        let upstream_path = url::Url::parse(&url).map(|u| u.path().to_string()).unwrap_or_default();
         let mut upstream = req;
         upstream.url = url;
         upstream.headers.remove("host");
         match self.origin.fetch(upstream, self.config.origin_timeout_ms).await {
             Ok(resp) => bypass_response(resp, &reason),
-            Err(e) => self.origin_error_response(&e),
+            Err(e) => self.origin_error_response(&upstream_path, &e),
         }
     }
 
@@ -276,8 +277,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     }
 
     /// The answer when the origin gave no response and no stored page can stand in.
-    pub(crate) fn origin_error_response(&self, e: &OriginError) -> Response {
-        self.log(Level::Error, &e.to_string());
+    pub(crate) fn origin_error_response(&self, path: &str, e: &OriginError) -> Response {
+        self.log(Level::Error, &format!("{path}: {e}"));
         let status = match e {
             OriginError::Timeout(_) => 504,
             OriginError::Network(_) => 502,

@@ -101,7 +101,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 }
                 resp
             }
-            Err(e) => self.origin_error_response(&e),
+            Err(e) => self.origin_error_response(&key.path, &e),
         }
     }
 

@@ -100,10 +100,10 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             RenderOutcome::NotStored(_, reason) => {
                 match self.produce(key, "miss", None, self.config.origin_timeout_ms).await {
                     Ok(own) => strip_head(req, bypass_response(own.resp, &reason)),
-                    Err(e) => self.origin_error_response(&e),
+                    Err(e) => self.origin_error_response(&key.path, &e),
                 }
             }
-            RenderOutcome::Failed(e) => self.origin_error_response(&e),
+            RenderOutcome::Failed(e) => self.origin_error_response(&key.path, &e),
         }
     }
 
