@@ -105,6 +105,17 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 }
             }
         }
+        for sitemap in self.site.sitemaps() {
+            match self.sitemap_paths(sitemap).await {
+                Ok(found) => paths.extend(found),
+                Err(e) => {
+                    self.log(Level::Warn, &format!("cannot read the sitemap {sitemap}: {e}"));
+                    report.errors.push(format!("{sitemap}: {e}"));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        paths.retain(|p| seen.insert(p.clone()));
         report.paths = paths.len() as u32;
         for batch in paths.chunks(PRERENDER_BATCH) {
             let job = PrerenderJob {
@@ -132,6 +143,21 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             ),
         );
         report
+    }
+
+    /// The normalised paths of a sitemap's `<loc>` entries.
+    async fn sitemap_paths(&self, url: &str) -> Result<Vec<String>, RenderError> {
+        let cx = RenderContext::new(String::new(), Params::default(), self.origin.clone(), Some(self.config.cms_url.clone()), self.config.origin_timeout_ms);
+        let resp = cx.fetch(url, Default::default()).await?;
+        if resp.status != 200 {
+            return Err(RenderError::Data(format!("{url} answered {}", resp.status)));
+        }
+        let text = String::from_utf8_lossy(&resp.body);
+        Ok(sitemap_locations(&text)
+            .filter_map(|loc| url::Url::parse(&loc).ok())
+            .map(|u| crate::key::normalise_path(u.path(), self.config.trailing_slash))
+            .take(MAX_SITEMAP_URLS)
+            .collect())
     }
 
     /// Renders the pages of one batch that are missing or stale.
@@ -175,6 +201,23 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     }
 }
 
+/// Most URLs read from one sitemap (the sitemap protocol's own limit).
+pub const MAX_SITEMAP_URLS: usize = 50_000;
+
+/// The text of every `<loc>` element of a sitemap, with XML's five entities decoded.
+pub fn sitemap_locations(xml: &str) -> impl Iterator<Item = String> + '_ {
+    xml.split("<loc>").skip(1).filter_map(|rest| {
+        let loc = rest.split("</loc>").next()?.trim();
+        Some(
+            loc.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        )
+    })
+}
+
 /// Reads parameters out of a CMS listing: the array at JSON pointer `items`, one parameter set
 /// per element, parameter `p` from the element's field `fields[p]` (default: field `p`).
 /// Elements lacking a field are skipped; numbers are accepted as text.
@@ -206,6 +249,14 @@ pub fn params_from_listing(listing: &serde_json::Value, items: &str, fields: &[(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn sitemap_locations_are_read_and_unescaped() {
+        let xml = "<?xml version=\"1.0\"?><urlset><url><loc> https://s.test/a </loc></url>\n<url><loc>https://s.test/b?x=1&amp;y=2</loc><lastmod>2026</lastmod></url></urlset>";
+        let locs: Vec<String> = sitemap_locations(xml).collect();
+        assert_eq!(locs, ["https://s.test/a", "https://s.test/b?x=1&y=2"]);
+        assert_eq!(sitemap_locations("<urlset></urlset>").count(), 0);
+    }
 
     #[test]
     fn listings_yield_parameters_by_field() {

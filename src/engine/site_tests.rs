@@ -262,3 +262,22 @@ fn prerendering_queues_batches_and_renders_only_missing_or_stale_pages() {
         assert_eq!((report.queued_batches, report.rendered), (0, 26));
     });
 }
+
+#[test]
+fn pages_listed_in_a_sitemap_are_prerendered() {
+    let site = Site::new()
+        .route("/hello/:name", Route::render(|cx| async move { Ok(Page::html(format!("hi {}", cx.param("name")))) }))
+        .sitemap("/sitemap.xml");
+    let b = Bench::new().with_site(site);
+    b.origin.reply(
+        "/sitemap.xml",
+        Reply::page("<urlset><url><loc>https://site.test/hello/a</loc></url><url><loc>https://site.test//about/./</loc></url></urlset>", &[]),
+    );
+    block_on(async {
+        b.kv.begin_invocation();
+        let report = b.engine().prerender("site.test").await;
+        assert_eq!((report.paths, report.rendered), (2, 2), "{report:?}");
+        assert_eq!(cache_state(&b.get("/hello/a").await), "HIT");
+        assert_eq!(cache_state(&b.get("/about/").await), "HIT", "proxied pages too, at their normalised path");
+    });
+}

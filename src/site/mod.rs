@@ -180,6 +180,7 @@ pub struct Site {
     routes: Vec<RegisteredRoute>,
     fallback: RegisteredRoute,
     templates: Option<Rc<template::Templates>>,
+    sitemaps: Vec<String>,
 }
 
 impl Default for Site {
@@ -204,6 +205,7 @@ impl Site {
             routes: Vec::new(),
             fallback: RegisteredRoute::new("/", Route::proxy()).expect("the root pattern is valid").0,
             templates: None,
+            sitemaps: Vec::new(),
         }
     }
 
@@ -254,6 +256,18 @@ impl Site {
     /// when it has them (see [`template::error_page`]).
     pub fn error_page(&self, error: &RenderError, path: &str) -> Page {
         template::error_page(self.templates.as_deref(), error, path)
+    }
+
+    /// Also pre-renders every page listed in the sitemap at `url` (absolute, or relative to
+    /// `CMS_URL`; `<urlset>` only, not sitemap indexes).
+    pub fn sitemap(mut self, url: &str) -> Site {
+        self.sitemaps.push(url.to_string());
+        self
+    }
+
+    /// The sitemaps to pre-render.
+    pub fn sitemaps(&self) -> &[String] {
+        &self.sitemaps
     }
 
     /// Every registered route (not the fallback), in registration order.

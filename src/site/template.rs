@@ -35,6 +35,9 @@ pub struct SiteConfig {
     /// Template routes, matched before the fallback proxy.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Sitemaps whose pages are pre-rendered too: `{"sitemaps": ["/sitemap.xml"]}`.
+    #[serde(default)]
+    pub sitemaps: Vec<String>,
 }
 
 /// One configured route.
@@ -272,6 +275,7 @@ impl Site {
             let route = template_route(rc, &templates)?;
             self.try_route(&rc.pattern, route)?;
         }
+        self.sitemaps.extend(config.sitemaps);
         self.templates = Some(templates);
         Ok(self)
     }
