@@ -45,6 +45,9 @@ pub const PAGES_BINDING: &str = "PAGES";
 thread_local! {
     /// State shared by every request this isolate serves: renders and regenerations in flight.
     static ISOLATE: Rc<Isolate> = Isolate::new();
+    /// The configuration, read from `[vars]` and secrets on the isolate's first request (they
+    /// cannot change during an isolate's life: a new deployment starts new isolates).
+    static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
     /// The site, built (templates compiled) on the isolate's first request.
     static SITE: RefCell<Option<Rc<Site>>> = const { RefCell::new(None) };
 }
@@ -118,7 +121,14 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
             .or_else(|_| env.secret(name).map(|v| v.to_string()))
             .ok()
     };
-    let config = Config::from_vars(lookup).map_err(|e| e.to_string())?;
+    let config = match CONFIG.with(|c| c.borrow().clone()) {
+        Some(config) => config,
+        None => {
+            let config = Rc::new(Config::from_vars(lookup).map_err(|e| e.to_string())?);
+            CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
+            config
+        }
+    };
     let kv = env
         .kv(PAGES_BINDING)
         .map_err(|e| format!("KV binding {PAGES_BINDING} is missing: {e}"))?;
@@ -126,7 +136,7 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
     let kv = kv::WorkersKv::new(kv, binding)?;
     let site = isolate_site_with(make_site)?;
     let engine = Engine::new(
-        Rc::new(config),
+        config,
         Rc::new(kv),
         Rc::new(origin::FetchOrigin),
         Rc::new(runtime::WorkersClock),
