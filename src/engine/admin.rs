@@ -53,7 +53,7 @@ pub struct PageRow {
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Whether `req` is for the admin page or its actions.
     pub fn is_admin_request(&self, req: &Request) -> bool {
-        url::Url::parse(&req.url).is_ok_and(|u| u.path() == ADMIN_PATH || u.path().starts_with(&format!("{ADMIN_PATH}/")))
+        crate::key::parse_url(&req.url).is_ok_and(|u| u.path() == ADMIN_PATH || u.path().starts_with(&format!("{ADMIN_PATH}/")))
     }
 
     /// Answers the admin page and its actions.
@@ -65,7 +65,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             return Response::json_error(401, "the admin page needs the password REVALIDATE_SECRET")
                 .with_header("www-authenticate", "Basic realm=\"edge-isr admin\", charset=\"UTF-8\"");
         }
-        let path = url::Url::parse(&req.url).map(|u| u.path().to_string()).unwrap_or_default();
+        let path = crate::key::parse_url(&req.url).map(|u| u.path().to_string()).unwrap_or_default();
         let action = path.strip_prefix(ADMIN_PATH).unwrap_or("");
         let resp = match (req.method.as_str(), action) {
             ("GET", "" | "/") => self.admin_page().await,
@@ -193,7 +193,7 @@ fn same_origin_json(req: &Request) -> Result<(), &'static str> {
         }
     }
     if let Some(origin) = req.headers.get("origin") {
-        let own = url::Url::parse(&req.url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        let own = crate::key::parse_url(&req.url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
         if origin != own {
             return Err("admin actions must come from the admin page itself");
         }

@@ -236,7 +236,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let Some(url) = self.raw_origin_url(&req.url, base.as_ref().unwrap_or(&self.config.origin)) else {
             return Response::json_error(400, "malformed request URL");
         };
-        let upstream_path = url::Url::parse(&url).map(|u| u.path().to_string()).unwrap_or_default();
+        let upstream_path = crate::key::parse_url(&url).map(|u| u.path().to_string()).unwrap_or_default();
         let mut upstream = req;
         upstream.url = url;
         upstream.headers.remove("host");
@@ -248,7 +248,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// The origin URL for a request that is not keyed: origin base plus the raw path and query.
     fn raw_origin_url(&self, url: &str, base: &url::Url) -> Option<String> {
-        let parsed = url::Url::parse(url).ok()?;
+        let parsed = crate::key::parse_url(url).ok()?;
         let mut origin = base.clone();
         let base = origin.path().trim_end_matches('/').to_string();
         origin.set_path(&format!("{base}{}", parsed.path()));

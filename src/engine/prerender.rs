@@ -154,7 +154,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }
         let text = String::from_utf8_lossy(&resp.body);
         Ok(sitemap_locations(&text)
-            .filter_map(|loc| url::Url::parse(&loc).ok())
+            .filter_map(|loc| crate::key::parse_url(&loc).ok())
             .map(|u| crate::key::normalise_path(u.path(), self.config.trailing_slash))
             .take(MAX_SITEMAP_URLS)
             .collect())

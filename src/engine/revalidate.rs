@@ -11,7 +11,7 @@ use crate::webhook::{self, Mappings, WebhookError};
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Whether `req` is addressed to the revalidation webhook.
     pub fn is_revalidate_request(&self, req: &Request) -> bool {
-        url::Url::parse(&req.url).is_ok_and(|u| u.path() == self.config.revalidate_path)
+        crate::key::parse_url(&req.url).is_ok_and(|u| u.path() == self.config.revalidate_path)
     }
 
     /// Answers a call to the revalidation webhook.
@@ -53,7 +53,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         if !self.config.cache_hosts.is_empty() {
             return self.config.cache_hosts.clone();
         }
-        url::Url::parse(&req.url)
+        crate::key::parse_url(&req.url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
             .into_iter()

@@ -9,7 +9,6 @@
 use super::error::WebhookError;
 use super::{contentful, crypto, sanity, signature};
 use crate::http::Request;
-use url::Url;
 
 /// Header carrying the secret itself.
 pub const SECRET_HEADER: &str = "x-isr-secret";
@@ -119,7 +118,7 @@ fn secret_header(req: &Request, secret: &str, _now_ms: u64) -> Check {
 }
 
 fn query_secret(req: &Request, secret: &str, _now_ms: u64) -> Check {
-    let Ok(url) = Url::parse(&req.url) else {
+    let Ok(url) = crate::key::parse_url(&req.url) else {
         return Check::Absent;
     };
     let values: Vec<String> = url
