@@ -83,6 +83,19 @@ pub fn shorten(id: String, max: usize) -> String {
     format!("{}~{}", &id[..cut], digest)
 }
 
+/// Percent-encodes (upper-case hex, UTF-8) every byte but ASCII letters, digits and `keeps`.
+pub fn percent_encode(s: &str, keeps: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || keeps.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -171,15 +171,7 @@ impl Template {
 /// Percent-encodes a parameter value for a URL path, keeping `/` (catch-all values hold
 /// several segments) and the unreserved characters.
 fn encode_path(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::key::percent_encode(value, b"-._~/")
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@
 use super::auth::{outside_window, Check};
 use super::{crypto, MAX_BODY_BYTES};
 use crate::http::Request;
-use crate::key::hex;
+use crate::key::{hex, percent_encode as encode};
 use std::collections::BTreeMap;
 
 /// Header with the hex signature.
@@ -139,19 +139,6 @@ fn normalized_encoded_uri(uri: &str) -> String {
 const ENCODE_URI_KEEPS: &[u8] = b";,/?:@&=+$-_.!~*'()#";
 /// ASCII characters Node's `querystring.escape` (like `encodeURIComponent`) leaves alone besides letters and digits.
 const ESCAPE_KEEPS: &[u8] = b"-_.!~*'()";
-
-/// Percent-encodes (upper-case hex, UTF-8) every byte but ASCII letters, digits and `keeps`.
-fn encode(s: &str, keeps: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || keeps.contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
