@@ -51,11 +51,6 @@ pub struct PageRow {
 }
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
-    /// Whether `req` is for the admin page or its actions.
-    pub fn is_admin_request(&self, req: &Request) -> bool {
-        crate::key::parse_url(&req.url).is_ok_and(|u| u.path() == ADMIN_PATH || u.path().starts_with(&format!("{ADMIN_PATH}/")))
-    }
-
     /// Answers the admin page and its actions.
     pub async fn handle_admin(&self, req: Request) -> Response {
         if self.config.revalidate_secret.is_empty() {
@@ -163,6 +158,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     pub(crate) fn request_host(&self, req: &Request) -> String {
         crate::key::normalise(&req.url, &self.config).map(|k| k.host).unwrap_or_default()
     }
+}
+
+/// Whether `path` is the admin page or one of its actions.
+pub(crate) fn is_admin_path(path: &str) -> bool {
+    path.strip_prefix(ADMIN_PATH).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The password of an HTTP Basic `Authorization` header.

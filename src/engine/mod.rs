@@ -142,11 +142,15 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Answers one visitor request.
     pub async fn handle(&self, req: Request) -> Response {
-        if self.is_revalidate_request(&req) {
-            return self.handle_revalidate(req).await;
-        }
-        if self.is_admin_request(&req) {
-            return self.handle_admin(req).await;
+        // The worker's own routes (webhook, admin page), from one parse of the URL.
+        if let Ok(url) = crate::key::parse_url(&req.url) {
+            let path = url.path();
+            if path == self.config.revalidate_path {
+                return self.handle_revalidate(req).await;
+            }
+            if admin::is_admin_path(path) {
+                return self.handle_admin(req).await;
+            }
         }
         let key = match policy::classify_request(&req, &self.config) {
             RequestDecision::Cacheable(key) => key,

@@ -9,11 +9,6 @@ use crate::store::KvStore;
 use crate::webhook::{self, Mappings, WebhookError};
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
-    /// Whether `req` is addressed to the revalidation webhook.
-    pub fn is_revalidate_request(&self, req: &Request) -> bool {
-        crate::key::parse_url(&req.url).is_ok_and(|u| u.path() == self.config.revalidate_path)
-    }
-
     /// Answers a call to the revalidation webhook.
     pub async fn handle_revalidate(&self, req: Request) -> Response {
         if !req.method.eq_ignore_ascii_case("POST") {
