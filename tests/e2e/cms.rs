@@ -28,13 +28,7 @@ fn title_of(body: &str) -> &str {
 }
 
 fn publish(s: &Suite, tag: &str) {
-    let r = s.send(
-        "POST",
-        "/api/revalidate",
-        &[("authorization", &format!("Bearer {SECRET}")), ("content-type", "application/json")],
-        Some(&json!({"tags": [tag]}).to_string()),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    s.revalidate(&json!({"tags": [tag]}));
 }
 
 fn wait_stored(s: &Suite, path: &str) {

@@ -2,7 +2,7 @@
 //! hits, misses and webhooks at once gets no 5xx and loses no page. Last, the origin goes down
 //! altogether (connections refused) and comes back.
 
-use crate::support::{let_age, poll, Resp, Suite, SECRET};
+use crate::support::{let_age, poll, Resp, Suite};
 use crate::Test;
 use serde_json::{json, Value};
 use std::io::ErrorKind;
@@ -125,13 +125,7 @@ fn mixed_load_has_no_5xx_and_loses_no_page(s: &Suite) {
         let (stop3, webhooks3) = (&stop, &webhooks);
         scope.spawn(move || {
             while !stop3.load(Ordering::Relaxed) {
-                let r = s.send(
-                    "POST",
-                    "/api/revalidate",
-                    &[("authorization", &format!("Bearer {SECRET}")), ("content-type", "application/json")],
-                    Some(r#"{"tags": ["load-e2e"]}"#),
-                );
-                assert_eq!(r.status, 200, "{}", r.body);
+                s.revalidate(&json!({"tags": ["load-e2e"]}));
                 webhooks3.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(300)); // pacing, not ordering
             }
@@ -189,14 +183,7 @@ fn refused_origin_keeps_pages_then_recovers(s: &Suite) {
     }
 
     // The CMS publishes: the page is stale at once (the webhook only touches KV).
-    let hook = s.send(
-        "POST",
-        "/api/revalidate",
-        &[("authorization", &format!("Bearer {SECRET}")), ("content-type", "application/json")],
-        Some(&json!({"paths": [p]}).to_string()),
-    );
-    assert_eq!(hook.status, 200, "{}", hook.body);
-    let marked: Value = serde_json::from_str(&hook.body).expect("webhook answer is JSON");
+    let marked = s.revalidate(&json!({"paths": [p]}));
     assert_eq!(marked["paths"][p]["marked"], 1, "{marked}");
 
     // (a) The stored page is served, whole and unchanged, to every request; the first one starts

@@ -222,6 +222,19 @@ impl Suite {
         serde_json::from_str(&r.body).unwrap_or_default()
     }
 
+    /// Calls the revalidation webhook with the suite's secret (what a CMS does on publish),
+    /// checks it answered 200, and returns its JSON answer.
+    pub fn revalidate(&self, body: &serde_json::Value) -> serde_json::Value {
+        let r = self.send(
+            "POST",
+            "/api/revalidate",
+            &[("authorization", &format!("Bearer {SECRET}")), ("content-type", "application/json")],
+            Some(&body.to_string()),
+        );
+        assert_eq!(r.status, 200, "webhook {body}: {}", r.body);
+        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("webhook answer is not JSON ({e}): {}", r.body))
+    }
+
     /// Writes (or replaces) a post of the demo CMS: `{content_dir}/posts/{slug}.json`.
     pub fn write_post(&self, slug: &str, post: &serde_json::Value) {
         let path = self.content_dir.join("posts").join(format!("{slug}.json"));
