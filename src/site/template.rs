@@ -239,24 +239,32 @@ fn escape_html(f: &mut upon::fmt::Formatter<'_>, value: &upon::Value) -> upon::f
 struct TemplateRoute {
     templates: Rc<Templates>,
     template: String,
-    data: Vec<(String, Template, Vec<Template>, Option<u32>)>,
+    data: Vec<DataSource>,
+}
+
+/// One `data` entry of a route, parsed: the template variable it fills and its fetch.
+struct DataSource {
+    name: String,
+    url: Template,
+    tags: Vec<Template>,
+    revalidate: Option<u32>,
 }
 
 impl TemplateRoute {
     async fn render(&self, cx: RenderContext) -> Result<Page, RenderError> {
-        let fetches = self.data.iter().map(|(_, url, tags, revalidate)| {
-            let url = url.fill(&cx.params, Escape::UrlPath);
+        let fetches = self.data.iter().map(|source| {
+            let url = source.url.fill(&cx.params, Escape::UrlPath);
             let opts = FetchOptions {
-                tags: tags.iter().map(|t| t.fill(&cx.params, Escape::None)).collect(),
-                revalidate: *revalidate,
+                tags: source.tags.iter().map(|t| t.fill(&cx.params, Escape::None)).collect(),
+                revalidate: source.revalidate,
             };
             let cx = cx.clone();
             async move { cx.fetch_json(&url, opts).await }
         });
         let results = join_all(fetches).await;
         let mut context = serde_json::Map::new();
-        for ((name, ..), result) in self.data.iter().zip(results) {
-            context.insert(name.clone(), result?);
+        for (source, result) in self.data.iter().zip(results) {
+            context.insert(source.name.clone(), result?);
         }
         let params: serde_json::Map<String, serde_json::Value> =
             cx.params.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
@@ -292,7 +300,12 @@ fn template_route(rc: &RouteConfig, templates: &Rc<Templates>) -> Result<Route, 
             return Err(SiteError(format!("route {:?}: data name {name:?} is reserved", rc.pattern)));
         }
         let tags = d.tags.iter().map(|t| Template::parse(t, &params)).collect::<Result<_, _>>()?;
-        data.push((name.clone(), Template::parse(&d.url, &params)?, tags, d.revalidate));
+        data.push(DataSource {
+            name: name.clone(),
+            url: Template::parse(&d.url, &params)?,
+            tags,
+            revalidate: d.revalidate,
+        });
     }
     let renderer = Rc::new(TemplateRoute {
         templates: templates.clone(),
