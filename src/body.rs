@@ -17,6 +17,10 @@ use std::rc::Rc;
 pub trait ExternalBody: Any {
     /// Length in bytes.
     fn len(&self) -> usize;
+    /// Whether the body is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// A copy of the bytes in this program's memory.
     fn to_bytes(&self) -> Bytes;
     /// For the adapter that made it, to take its own type back.

@@ -1,9 +1,13 @@
-//! Conversions between `worker` requests/responses and the core's plain values.
+//! Conversions between the runtime's requests/responses and the core's plain values.
 
 use crate::http::{Body, Headers, Request as CoreRequest, Response as CoreResponse};
+use super::js;
 use super::kv::JsBytes;
 use js_sys::Uint8Array;
-use worker::{Method, Request, RequestInit, Response, Result};
+use std::rc::Rc;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use worker::{Request, Response, Result};
 
 /// Reads a visitor request (its body only for methods that have one).
 pub async fn from_worker_request(mut req: Request) -> std::result::Result<CoreRequest, String> {
@@ -18,30 +22,23 @@ pub async fn from_worker_request(mut req: Request) -> std::result::Result<CoreRe
     Ok(CoreRequest { method, url, headers, body })
 }
 
-/// Builds a `fetch` request to the origin. Redirects are not followed: a redirect is a page
+/// The options of a `fetch` to the origin. Redirects are not followed: a redirect is a page
 /// like any other (cached if 301/308, passed on otherwise).
-pub fn to_worker_request(req: &CoreRequest) -> Result<Request> {
-    let headers = worker::Headers::new();
-    for (name, value) in req.headers.iter() {
-        headers.append(name, value)?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(Method::from(req.method.clone()))
-        .with_headers(headers)
-        .with_redirect(worker::RequestRedirect::Manual);
-    if !req.body.is_empty() {
-        init.with_body(Some(Uint8Array::from(&req.body[..]).into()));
-    }
-    Request::new_with_init(&req.url, &init)
+pub fn fetch_init(req: &CoreRequest, signal: &web_sys::AbortSignal) -> std::result::Result<js_sys::Object, JsValue> {
+    let body = if req.body.is_empty() { JsValue::UNDEFINED } else { Uint8Array::from(&req.body[..]).into() };
+    js::object(&[
+        ("method", req.method.as_str().into()),
+        ("headers", js::headers_to(&req.headers)?.into()),
+        ("redirect", "manual".into()),
+        ("body", body),
+        ("signal", signal.into()),
+    ])
 }
 
 /// Builds the response the runtime sends to the visitor. A body read from KV is still a
 /// JavaScript buffer and is passed on as it is; other bodies are copied out of wasm once.
 pub fn to_worker_response(resp: CoreResponse) -> Result<Response> {
-    let headers = web_sys::Headers::new()?;
-    for (name, value) in resp.headers.iter() {
-        headers.append(name, value)?;
-    }
+    let headers = js::headers_to(&resp.headers)?;
     let init = web_sys::ResponseInit::new();
     init.set_status(resp.status);
     init.set_headers(&headers);
@@ -57,14 +54,17 @@ pub fn to_worker_response(resp: CoreResponse) -> Result<Response> {
     Ok(Response::from(response))
 }
 
-/// Reads an origin response whole.
-pub async fn from_worker_response(mut resp: Response) -> Result<CoreResponse> {
-    let status = resp.status_code();
-    let headers: Headers = resp.headers().entries().collect();
+/// Reads an origin response whole. The body stays a JavaScript buffer: it is copied into wasm
+/// memory only if the engine reads it (a render's JSON data, say), not to store it in KV or
+/// send it on.
+pub async fn from_fetch_response(resp: web_sys::Response) -> std::result::Result<CoreResponse, JsValue> {
+    let status = resp.status();
+    let headers = js::headers_from(&resp.headers());
     let body = if matches!(status, 204 | 304) {
         Body::new()
     } else {
-        Body::from(resp.bytes().await?)
+        let buffer = JsFuture::from(resp.array_buffer()?).await?;
+        Body::external(Rc::new(JsBytes(Uint8Array::new(&buffer))))
     };
     Ok(CoreResponse { status, headers, body })
 }

@@ -1,40 +1,31 @@
 //! [`KvStore`] on a Workers KV namespace binding.
 //!
-//! Reads call the binding's `getWithMetadata(key, {type: "arrayBuffer"})` directly: the value
-//! stays a JavaScript buffer ([`JsBytes`], handed to the visitor's response without a copy into
-//! wasm memory), and the metadata comes across as one JSON string (`JSON.stringify`), not
-//! field by field. Writes, deletes and lists go through the `worker` crate.
+//! Every call goes to the binding's JavaScript methods directly (see [`super::js`]). Reads use
+//! `getWithMetadata(key, {type: "arrayBuffer"})`: the value stays a JavaScript buffer
+//! ([`JsBytes`], handed to the visitor's response without a copy into wasm memory), and the
+//! metadata comes across as one JSON string (`JSON.stringify`), not field by field.
 
-use crate::http::Body;
+use super::js;
 use crate::body::ExternalBody;
+use crate::http::Body;
 use crate::store::{validate_key, validate_put, KvStore, ListPage, ListedKey, PutOptions, StoreError, StoredValue};
-use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Uint8Array};
 use std::any::Any;
 use std::rc::Rc;
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
-use worker::kv::{KvError, KvStore as WorkerKv};
+use wasm_bindgen::JsValue;
 
 /// A Workers KV namespace.
 pub struct WorkersKv {
-    kv: WorkerKv,
-    binding: Object,
-    get_with_metadata: Function,
+    binding: JsValue,
 }
 
 impl WorkersKv {
-    /// Wraps a binding: the `worker` crate's handle and the raw JavaScript object.
-    pub fn new(kv: WorkerKv, binding: JsValue) -> Result<Self, String> {
-        let binding: Object = binding.dyn_into().map_err(|_| "the KV binding is not an object".to_string())?;
-        let get_with_metadata = Reflect::get(&binding, &JsValue::from_str("getWithMetadata"))
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok())
-            .ok_or("the KV binding has no getWithMetadata")?;
-        Ok(Self {
-            kv,
-            binding,
-            get_with_metadata,
-        })
+    /// Wraps a namespace binding (the object `env.PAGES` holds).
+    pub fn new(binding: JsValue) -> Result<Self, String> {
+        if !binding.is_object() {
+            return Err("it is not a KV namespace".to_string());
+        }
+        Ok(Self { binding })
     }
 }
 
@@ -66,87 +57,80 @@ fn classify_message(message: String) -> StoreError {
     }
 }
 
-fn classify(e: KvError) -> StoreError {
-    classify_message(e.to_string())
-}
-
 fn classify_js(e: JsValue) -> StoreError {
-    let message = e
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| format!("{e:?}"));
-    classify_message(message)
+    classify_message(js::error_message(&e))
 }
 
 fn field(object: &JsValue, name: &str) -> Result<JsValue, StoreError> {
-    Reflect::get(object, &JsValue::from_str(name)).map_err(classify_js)
+    js::get(object, name).map_err(classify_js)
+}
+
+/// KV metadata as the core keeps it: JSON text (absent when null or undefined).
+fn metadata_text(metadata: JsValue) -> Option<String> {
+    if metadata.is_null() || metadata.is_undefined() {
+        None
+    } else {
+        js_sys::JSON::stringify(&metadata).ok().and_then(|s| s.as_string())
+    }
 }
 
 impl KvStore for WorkersKv {
     async fn get(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
         validate_key(key)?;
-        let options = Object::new();
-        Reflect::set(&options, &JsValue::from_str("type"), &JsValue::from_str("arrayBuffer")).map_err(classify_js)?;
-        let promise: Promise = self
-            .get_with_metadata
-            .call2(&self.binding, &JsValue::from_str(key), &options)
-            .map_err(classify_js)?
-            .dyn_into()
-            .map_err(classify_js)?;
-        let result = JsFuture::from(promise).await.map_err(classify_js)?;
+        let options = js::object(&[("type", "arrayBuffer".into())]).map_err(classify_js)?;
+        let result = js::call_async(&self.binding, "getWithMetadata", &[key.into(), options.into()]).await.map_err(classify_js)?;
         let value = field(&result, "value")?;
         if value.is_null() || value.is_undefined() {
             return Ok(None);
         }
-        let metadata = field(&result, "metadata")?;
-        let metadata = if metadata.is_null() || metadata.is_undefined() {
-            None
-        } else {
-            js_sys::JSON::stringify(&metadata).ok().and_then(|s| s.as_string())
-        };
         Ok(Some(StoredValue {
             value: Body::external(Rc::new(JsBytes(Uint8Array::new(&value)))),
-            metadata,
+            metadata: metadata_text(field(&result, "metadata")?),
         }))
     }
 
     async fn put(&self, key: &str, value: Body, opts: PutOptions) -> Result<(), StoreError> {
         // Check KV's limits here too, so production fails the same way the native tests do.
         validate_put(key, value.len(), &opts)?;
-        let mut put = self.kv.put_bytes(key, &value).map_err(classify)?;
-        if let Some(m) = &opts.metadata {
-            let json: serde_json::Value = serde_json::from_str(m).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            put = put.metadata(json).map_err(classify)?;
-        }
-        if let Some(ttl) = opts.expiration_ttl {
-            put = put.expiration_ttl(ttl);
-        }
-        put.execute().await.map_err(classify)
+        let metadata = match &opts.metadata {
+            Some(m) => js_sys::JSON::parse(m).map_err(classify_js)?,
+            None => JsValue::UNDEFINED,
+        };
+        let ttl = opts.expiration_ttl.map_or(JsValue::UNDEFINED, |t| JsValue::from_f64(t as f64));
+        let options = js::object(&[("metadata", metadata), ("expirationTtl", ttl)]).map_err(classify_js)?;
+        let bytes = match value.as_external().and_then(|e| e.as_any().downcast_ref::<JsBytes>()) {
+            Some(js) => js.0.clone(),
+            None => Uint8Array::from(&value[..]),
+        };
+        js::call_async(&self.binding, "put", &[key.into(), bytes.into(), options.into()]).await.map_err(classify_js)?;
+        Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         validate_key(key)?;
-        self.kv.delete(key).await.map_err(classify)
+        js::call_async(&self.binding, "delete", &[key.into()]).await.map_err(classify_js)?;
+        Ok(())
     }
 
     async fn list(&self, prefix: &str, cursor: Option<&str>, limit: u32) -> Result<ListPage, StoreError> {
-        let mut list = self.kv.list().prefix(prefix.to_string()).limit(u64::from(limit.clamp(1, 1000)));
-        if let Some(c) = cursor {
-            list = list.cursor(c.to_string());
-        }
-        let page = list.execute().await.map_err(classify)?;
+        let options = js::object(&[
+            ("prefix", prefix.into()),
+            ("limit", limit.clamp(1, 1000).into()),
+            ("cursor", cursor.map_or(JsValue::UNDEFINED, JsValue::from)),
+        ])
+        .map_err(classify_js)?;
+        let page = js::call_async(&self.binding, "list", &[options.into()]).await.map_err(classify_js)?;
+        let keys: Array = field(&page, "keys")?.into();
+        let keys = keys
+            .iter()
+            .map(|k| {
+                Ok(ListedKey { name: field(&k, "name")?.as_string().unwrap_or_default(), metadata: metadata_text(field(&k, "metadata")?) })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(ListPage {
-            keys: page
-                .keys
-                .into_iter()
-                .map(|k| ListedKey {
-                    name: k.name,
-                    metadata: k.metadata.map(|m| m.to_string()),
-                })
-                .collect(),
-            cursor: page.cursor.filter(|c| !c.is_empty()),
-            complete: page.list_complete,
+            keys,
+            cursor: field(&page, "cursor")?.as_string().filter(|c| !c.is_empty()),
+            complete: field(&page, "list_complete")?.as_bool().unwrap_or(true),
         })
     }
 }

@@ -25,6 +25,7 @@
 
 mod convert;
 mod jobs;
+mod js;
 mod kv;
 mod origin;
 mod runtime;
@@ -75,8 +76,10 @@ async fn handle<E: std::fmt::Display>(req: Request, env: &Env, ctx: Context, mak
 /// message, one message per invocation).
 pub async fn queue<E: std::fmt::Display>(batch: MessageBatch<String>, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<()> {
     let engine = build_engine(&env, WaitUntil::Request(ctx), make_site).map_err(worker::Error::RustError)?;
-    for message in batch.messages()? {
-        match serde_json::from_str::<Job>(message.body()) {
+    // Raw bodies: each is the job's JSON text (see `jobs`), read without serde-wasm-bindgen.
+    for message in batch.raw_iter() {
+        let text = message.body().as_string().unwrap_or_default();
+        match serde_json::from_str::<Job>(&text) {
             Ok(Job::Sweep(job)) => {
                 let report = engine.run_job(job).await;
                 worker::console_log!("edge-isr: invalidation job reached {} page(s), marked {}", report.pages, report.marked);
@@ -129,11 +132,8 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
             config
         }
     };
-    let kv = env
-        .kv(PAGES_BINDING)
-        .map_err(|e| format!("KV binding {PAGES_BINDING} is missing: {e}"))?;
-    let binding = js_sys::Reflect::get(env.as_ref(), &PAGES_BINDING.into()).map_err(|_| format!("KV binding {PAGES_BINDING} is missing"))?;
-    let kv = kv::WorkersKv::new(kv, binding)?;
+    let binding = js::get(env.as_ref(), PAGES_BINDING).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+    let kv = kv::WorkersKv::new(binding).map_err(|e| format!("KV binding {PAGES_BINDING}: {e} (see wrangler.toml)"))?;
     let site = isolate_site_with(make_site)?;
     let engine = Engine::new(
         config,
@@ -145,9 +145,9 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
         ISOLATE.with(Rc::clone),
     )
     .with_site(site);
-    Ok(match env.queue(jobs::QUEUE_BINDING) {
-        Ok(queue) => engine.with_jobs(Rc::new(jobs::WorkersQueue::new(queue))),
-        Err(_) => engine,
+    Ok(match js::get(env.as_ref(), jobs::QUEUE_BINDING) {
+        Ok(queue) if queue.is_object() => engine.with_jobs(Rc::new(jobs::WorkersQueue::new(queue))),
+        _ => engine,
     })
 }
 

@@ -1,28 +1,29 @@
 //! The origin over `fetch`, with a time limit covering the whole response, body included.
 
-use super::convert;
+use super::{convert, js};
 use crate::http::{Request, Response};
 use crate::origin::{Origin, OriginError};
 use futures_util::future::{select, Either};
 use std::time::Duration;
-use worker::{AbortController, Delay, Fetch};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::Delay;
 
 /// Fetches pages from the configured `ORIGIN_URL`.
 pub struct FetchOrigin;
 
 impl Origin for FetchOrigin {
     async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let request = convert::to_worker_request(&req).map_err(|e| OriginError::Network(e.to_string()))?;
+        let network = |e: JsValue| OriginError::Network(js::error_message(&e));
+        let controller = web_sys::AbortController::new().map_err(network)?;
+        let init = convert::fetch_init(&req, &controller.signal()).map_err(network)?;
         let exchange = Box::pin(async move {
-            let resp = Fetch::Request(request).send_with_signal(&signal).await?;
-            convert::from_worker_response(resp).await
+            let resp = js::call_async(&js_sys::global(), "fetch", &[req.url.as_str().into(), init.into()]).await?;
+            convert::from_fetch_response(resp.dyn_into()?).await
         });
         let timer = Delay::from(Duration::from_millis(timeout_ms));
         match select(exchange, timer).await {
             Either::Left((Ok(resp), _)) => Ok(resp),
-            Either::Left((Err(e), _)) => Err(OriginError::Network(e.to_string())),
+            Either::Left((Err(e), _)) => Err(network(e)),
             Either::Right(((), _)) => {
                 controller.abort();
                 Err(OriginError::Timeout(timeout_ms))
