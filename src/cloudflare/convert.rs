@@ -1,25 +1,25 @@
 //! Conversions between the runtime's requests/responses and the core's plain values.
 
-use crate::http::{Body, Headers, Request as CoreRequest, Response as CoreResponse};
+use crate::http::{Body, Request as CoreRequest, Response as CoreResponse};
 use super::js;
 use super::kv::JsBytes;
 use js_sys::Uint8Array;
 use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
-use worker::{Request, Response, Result};
 
 /// Reads a visitor request (its body only for methods that have one).
-pub async fn from_worker_request(mut req: Request) -> std::result::Result<CoreRequest, String> {
-    let method = req.method().to_string().to_ascii_uppercase();
-    let url = req.url().map_err(|e| format!("bad request URL: {e}"))?.to_string();
-    let headers: Headers = req.headers().entries().collect();
+pub async fn from_web_request(req: web_sys::Request) -> std::result::Result<CoreRequest, String> {
+    let method = req.method().to_ascii_uppercase();
+    let headers = js::headers_from(&req.headers());
     let body = if method == "GET" || method == "HEAD" {
         Body::new()
     } else {
-        Body::from(req.bytes().await.map_err(|e| format!("reading request body: {e}"))?)
+        let read = |e: JsValue| format!("reading request body: {}", js::error_message(&e));
+        let buffer = JsFuture::from(req.array_buffer().map_err(read)?).await.map_err(read)?;
+        Body::from(Uint8Array::new(&buffer).to_vec())
     };
-    Ok(CoreRequest { method, url, headers, body })
+    Ok(CoreRequest { method, url: req.url(), headers, body })
 }
 
 /// The options of a `fetch` to the origin. Redirects are not followed: a redirect is a page
@@ -37,7 +37,11 @@ pub fn fetch_init(req: &CoreRequest, signal: &web_sys::AbortSignal) -> std::resu
 
 /// Builds the response the runtime sends to the visitor. A body read from KV is still a
 /// JavaScript buffer and is passed on as it is; other bodies are copied out of wasm once.
-pub fn to_worker_response(resp: CoreResponse) -> Result<Response> {
+///
+/// It is returned as the runtime's own `Response`, not wrapped in `worker::Response`: that
+/// wrapper would re-create it around its body stream, which costs a stream per request and
+/// loses the length (the visitor would get a chunked answer without `Content-Length`).
+pub fn to_web_response(resp: CoreResponse) -> std::result::Result<web_sys::Response, JsValue> {
     let headers = js::headers_to(&resp.headers)?;
     let init = web_sys::ResponseInit::new();
     init.set_status(resp.status);
@@ -50,8 +54,7 @@ pub fn to_worker_response(resp: CoreResponse) -> Result<Response> {
     } else {
         Some(Uint8Array::from(&resp.body[..]))
     };
-    let response = web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)?;
-    Ok(Response::from(response))
+    web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)
 }
 
 /// Reads an origin response whole. The body stays a JavaScript buffer: it is copied into wasm

@@ -17,8 +17,10 @@
 //!     }).revalidate(60).tags(["hello-{name}"]))
 //! }
 //!
+//! // The runtime's own request and response types (`worker::web_sys`): edge-isr answers with a
+//! // response the runtime sends as it is.
 //! #[event(fetch)]
-//! async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+//! async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
 //!     edge_isr::cloudflare::fetch(req, env, ctx, site).await
 //! }
 //! ```
@@ -38,7 +40,7 @@ use crate::site::Site;
 use runtime::WaitUntil;
 use std::cell::RefCell;
 use std::rc::Rc;
-use worker::{Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
+use worker::{Context, Env, MessageBatch, Result, ScheduleContext, ScheduledEvent};
 
 /// Name of the KV namespace binding that holds pages (see `wrangler.toml`).
 pub const PAGES_BINDING: &str = "PAGES";
@@ -55,7 +57,7 @@ thread_local! {
 
 /// The worker's `fetch` handler: answers one request with the engine serving `make_site`'s
 /// routes (a configuration error is a JSON 500, and logged).
-pub async fn fetch<E: std::fmt::Display>(req: Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<Response> {
+pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<web_sys::Response> {
     let answer = match handle(req, &env, ctx, make_site).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -63,12 +65,12 @@ pub async fn fetch<E: std::fmt::Display>(req: Request, env: Env, ctx: Context, m
             CoreResponse::json_error(500, &e)
         }
     };
-    convert::to_worker_response(answer)
+    Ok(convert::to_web_response(answer)?)
 }
 
-async fn handle<E: std::fmt::Display>(req: Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
+async fn handle<E: std::fmt::Display>(req: web_sys::Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
     let engine = build_engine(env, WaitUntil::Request(ctx), make_site)?;
-    let request = convert::from_worker_request(req).await?;
+    let request = convert::from_web_request(req).await?;
     Ok(engine.handle(request).await)
 }
 
@@ -163,7 +165,7 @@ fn isolate_site_with<E: std::fmt::Display>(make_site: fn() -> std::result::Resul
 /// This crate's own worker: the demo site of `src/app.rs` and `www/`.
 #[cfg(feature = "demo")]
 mod entry {
-    use worker::{event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent};
+    use worker::{event, web_sys, Context, Env, MessageBatch, Result, ScheduleContext, ScheduledEvent};
 
     #[event(start)]
     fn start() {
@@ -171,7 +173,7 @@ mod entry {
     }
 
     #[event(fetch)]
-    async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
         super::fetch(req, env, ctx, crate::app::site).await
     }
 
