@@ -27,6 +27,6 @@ clean:
 
 # Benchmarks (see BENCHMARKS.md): edge-isr beside a JS KV baseline, a constant worker and the
 # peer (Next.js ISR through OpenNext), in wrangler dev on loopback; bounded loads with wrk;
-# prints the tables with ratios. About 12 minutes (BENCH_PEER=0 leaves the peer out).
+# prints the tables with ratios. About 17 minutes (BENCH_PEER=0 leaves the peer out).
 bench:
 	bash bench/bench.sh

@@ -9,7 +9,8 @@
 // built by bench/opennext/setup.sh (twice: OpenNext's defaults, and with cache interception), run
 // by its own wrangler on Node 22, plus its default build with KV counted. It warms the pages,
 // runs wrk with a fixed duration and connection count for every (size, system, state), several
-// rounds with the order rotated each round, and prints the medians with ratios to the baseline.
+// rounds with the order rotated each round, and prints the medians with ratios to the baseline;
+// then the goals' comparisons (HIT vs the baseline, STALE vs HIT) again as back-to-back pairs.
 // Then KV operations per cache state (counted), the bundle size (wrangler deploy --dry-run),
 // startup times, the cost of invalidating a tag on 1,000 and 10,000 pages, and the cost model.
 // Every process it started is stopped on the way out, failure or not.
@@ -17,6 +18,7 @@
 // Settings (environment): BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 5),
 // BENCH_CONNECTIONS (10), BENCH_THREADS (1), BENCH_SIZES (2k,50k,1m),
 // BENCH_INVALIDATE (page counts, "1000,10000"; empty skips), BENCH_OUT (where results go),
+// BENCH_PAIRS (paired runs per comparison and size, 7; 0 skips them), BENCH_PAIR_DURATION (3),
 // BENCH_PEER (0 leaves the peer out). BENCH_PEER_MISSING (set by bench.sh when the peer's install
 // or build failed) says why the peer is missing: the rest runs, and the peer is reported missing.
 
