@@ -6,10 +6,16 @@
 //! visible at once in the location that made it and only after a propagation delay elsewhere
 //! (reads *and* lists). Handles made with [`MemoryKv::location`] share data but see it from
 //! another location. Faults can be injected with [`MemoryKv::fail_next`].
+//!
+//! [`KvStore::get_to_serve`] hands back bodies the engine cannot read ([`ServedBody`]), as on
+//! Workers, where such a read is a stream from KV into the response: a test in which the engine
+//! reads a served body panics, so no test passes on a path that would break in production.
 
 use crate::clock::{Clock, Millis};
+use crate::body::ExternalBody;
 use crate::http::Body;
 use crate::store::{limits, validate_key, validate_put, KvStore, ListPage, ListedKey, PutOptions, StoreError, StoredValue};
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -210,6 +216,33 @@ fn visible(writes: &[Write], location: u32, now: Millis, propagation_ms: u64) ->
     }
 }
 
+/// A value read with [`KvStore::get_to_serve`]: only the visitor's response may have it. The
+/// engine reading it (its length or bytes) panics, as a KV stream cannot be read on Workers;
+/// tests see the bytes with [`served_bytes`].
+pub struct ServedBody(Body);
+
+impl ExternalBody for ServedBody {
+    fn len(&self) -> usize {
+        panic!("the engine read the length of a body read only to be served (KvStore::get_to_serve)")
+    }
+
+    fn to_bytes(&self) -> bytes::Bytes {
+        panic!("the engine read a body read only to be served (KvStore::get_to_serve)")
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The bytes of a response body, for a test: a [`ServedBody`]'s too.
+pub fn served_bytes(body: &Body) -> Vec<u8> {
+    match body.as_external().and_then(|e| e.as_any().downcast_ref::<ServedBody>()) {
+        Some(served) => served.0.to_vec(),
+        None => body.to_vec(),
+    }
+}
+
 impl KvStore for MemoryKv {
     async fn get(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
         self.begin(Op::Get, key)?;
@@ -223,6 +256,13 @@ impl KvStore for MemoryKv {
                 value: e.value.clone(),
                 metadata: e.metadata.clone(),
             }))
+    }
+
+    async fn get_to_serve(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
+        Ok(self.get(key).await?.map(|v| StoredValue {
+            value: Body::external(Rc::new(ServedBody(Body::clone(&v.value)))),
+            metadata: v.metadata,
+        }))
     }
 
     async fn put(&self, key: &str, value: Body, opts: PutOptions) -> Result<(), StoreError> {

@@ -136,6 +136,15 @@ pub fn validate_put(key: &str, value_len: usize, opts: &PutOptions) -> Result<()
 pub trait KvStore {
     /// Reads a value and its metadata; `None` when the key is absent (or not yet visible here).
     async fn get(&self, key: &str) -> Result<Option<StoredValue>, StoreError>;
+    /// Reads a value only to send it on as it is (a visitor's HIT or STALE): like [`get`], one
+    /// read, but the store may hand back a body the engine cannot look into (on Workers, the
+    /// value streamed straight from KV into the response, never buffered). The engine must not
+    /// read such a body; it re-reads with [`get`] whatever it needs to inspect or re-store.
+    ///
+    /// [`get`]: KvStore::get
+    async fn get_to_serve(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
+        self.get(key).await
+    }
     /// Writes a value; the last write wins.
     async fn put(&self, key: &str, value: Body, opts: PutOptions) -> Result<(), StoreError>;
     /// Deletes a key (deleting an absent key succeeds).

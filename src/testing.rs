@@ -334,7 +334,8 @@ pub fn cache_state(resp: &Response) -> &str {
     resp.headers.get("x-isr-cache").unwrap_or("")
 }
 
-/// The body as text.
+/// The body as text (a stored page's too, which the engine itself may not read: see
+/// [`crate::memory_store::ServedBody`]).
 pub fn body(resp: &Response) -> String {
-    String::from_utf8_lossy(&resp.body).into_owned()
+    String::from_utf8_lossy(&crate::memory_store::served_bytes(&resp.body)).into_owned()
 }

@@ -2,7 +2,7 @@
 
 use crate::http::{Body, Request as CoreRequest, Response as CoreResponse};
 use super::js;
-use super::kv::JsBytes;
+use super::kv::{JsBytes, JsStream};
 use js_sys::Uint8Array;
 use std::rc::Rc;
 use wasm_bindgen::JsValue;
@@ -46,15 +46,20 @@ pub fn to_web_response(resp: CoreResponse) -> std::result::Result<web_sys::Respo
     let init = web_sys::ResponseInit::new();
     init.set_status(resp.status);
     init.set_headers(&headers);
-    // 204/304 must not have a body, and HEAD answers have none.
-    let body: Option<Uint8Array> = if resp.body.is_empty() || matches!(resp.status, 204 | 304) {
+    // 204/304 must not have a body, and HEAD answers have none. A stored page read to be served
+    // is KV's stream and goes on as it is (its length is not known here, nor needed).
+    let external = resp.body.as_external().map(|e| e.as_any());
+    if let Some(stream) = external.and_then(|e| e.downcast_ref::<JsStream>()).filter(|_| !matches!(resp.status, 204 | 304)) {
+        return web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream.0), &init);
+    }
+    let body: Option<Uint8Array> = if matches!(resp.status, 204 | 304) || resp.body.is_empty() {
         None
-    } else if let Some(js) = resp.body.as_external().and_then(|e| e.as_any().downcast_ref::<JsBytes>()) {
+    } else if let Some(js) = external.and_then(|e| e.downcast_ref::<JsBytes>()) {
         Some(js.0.clone())
     } else {
         Some(Uint8Array::from(&resp.body[..]))
     };
-    web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)
+web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)
 }
 
 /// Reads an origin response whole. The body stays a JavaScript buffer: it is copied into wasm

@@ -1,9 +1,10 @@
 //! [`KvStore`] on a Workers KV namespace binding.
 //!
-//! Every call goes to the binding's JavaScript methods directly (see [`super::js`]). Reads use
-//! `getWithMetadata(key, {type: "arrayBuffer"})`: the value stays a JavaScript buffer
-//! ([`JsBytes`], handed to the visitor's response without a copy into wasm memory), and the
-//! metadata comes across as one JSON string (`JSON.stringify`), not field by field.
+//! Every call goes to the binding's JavaScript methods directly (see [`super::js`]). A visitor's
+//! HIT reads `getWithMetadata(key, {type: "stream"})` and the stream goes into the response as
+//! it is ([`JsStream`]); other reads use `{type: "arrayBuffer"}` and the value stays a JavaScript
+//! buffer ([`JsBytes`]), copied into wasm memory only if the engine looks at it. Metadata comes
+//! across as one JSON string (`JSON.stringify`), not field by field.
 
 use super::js;
 use crate::body::ExternalBody;
@@ -12,7 +13,7 @@ use crate::store::{validate_key, validate_put, KvStore, ListPage, ListedKey, Put
 use js_sys::{Array, Uint8Array};
 use std::any::Any;
 use std::rc::Rc;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 /// A Workers KV namespace.
 pub struct WorkersKv {
@@ -39,6 +40,25 @@ impl ExternalBody for JsBytes {
 
     fn to_bytes(&self) -> bytes::Bytes {
         bytes::Bytes::from(self.0.to_vec())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A value read to be served ([`KvStore::get_to_serve`]): KV's stream, which goes into the
+/// visitor's response as it is, never buffered in JavaScript nor copied into wasm. The engine
+/// never reads it (the native tests' store panics the same way if it tries).
+pub struct JsStream(pub web_sys::ReadableStream);
+
+impl ExternalBody for JsStream {
+    fn len(&self) -> usize {
+        panic!("edge-isr: the length of a streamed KV value was asked for (a body read only to be served)")
+    }
+
+    fn to_bytes(&self) -> bytes::Bytes {
+        panic!("edge-isr: a streamed KV value was read (a body read only to be served)")
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -74,19 +94,27 @@ fn metadata_text(metadata: JsValue) -> Option<String> {
     }
 }
 
-impl KvStore for WorkersKv {
-    async fn get(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
+impl WorkersKv {
+    /// `getWithMetadata(key, {type})`, the value wrapped by `body`, the metadata as JSON text.
+    async fn get_with_metadata(&self, key: &str, kind: &str, body: impl FnOnce(JsValue) -> Rc<dyn ExternalBody>) -> Result<Option<StoredValue>, StoreError> {
         validate_key(key)?;
-        let options = js::object(&[("type", "arrayBuffer".into())]).map_err(classify_js)?;
+        let options = js::object(&[("type", kind.into())]).map_err(classify_js)?;
         let result = js::call_async(&self.binding, "getWithMetadata", &[key.into(), options.into()]).await.map_err(classify_js)?;
         let value = field(&result, "value")?;
         if value.is_null() || value.is_undefined() {
             return Ok(None);
         }
-        Ok(Some(StoredValue {
-            value: Body::external(Rc::new(JsBytes(Uint8Array::new(&value)))),
-            metadata: metadata_text(field(&result, "metadata")?),
-        }))
+        Ok(Some(StoredValue { value: Body::external(body(value)), metadata: metadata_text(field(&result, "metadata")?) }))
+    }
+}
+
+impl KvStore for WorkersKv {
+    async fn get(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
+        self.get_with_metadata(key, "arrayBuffer", |value| Rc::new(JsBytes(Uint8Array::new(&value)))).await
+    }
+
+    async fn get_to_serve(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
+        self.get_with_metadata(key, "stream", |value| Rc::new(JsStream(value.unchecked_into()))).await
     }
 
     async fn put(&self, key: &str, value: Body, opts: PutOptions) -> Result<(), StoreError> {
@@ -120,7 +148,7 @@ impl KvStore for WorkersKv {
         ])
         .map_err(classify_js)?;
         let page = js::call_async(&self.binding, "list", &[options.into()]).await.map_err(classify_js)?;
-        let keys: Array = field(&page, "keys")?.into();
+        let keys: Array = field(&page, "keys")?.dyn_into().map_err(|_| StoreError::Unavailable("KV list answered without a keys array".into()))?;
         let keys = keys
             .iter()
             .map(|k| {
@@ -130,6 +158,7 @@ impl KvStore for WorkersKv {
         Ok(ListPage {
             keys,
             cursor: field(&page, "cursor")?.as_string().filter(|c| !c.is_empty()),
+            // Without the flag, take it as the last page: a sweep must not loop forever.
             complete: field(&page, "list_complete")?.as_bool().unwrap_or(true),
         })
     }

@@ -39,7 +39,7 @@ use crate::origin::{Origin, OriginError};
 use crate::policy::{self, RequestDecision};
 use crate::site::{Renderer, Site};
 use crate::state::{BypassReason, CacheState};
-use crate::store::KvStore;
+use crate::store::{KvStore, StoreError, StoredValue};
 use std::rc::Rc;
 
 pub use invalidate::InvalidationOutcome;
@@ -157,7 +157,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             RequestDecision::Bypass(reason) => return self.pass_through(req, reason).await,
         };
         let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
-        let stored = self.read_page(&page_key).await;
+        let stored = self.read_page_to_serve(&page_key).await;
         let now = self.clock.now_ms();
         match stored {
             Some(page) => match freshness(&page.meta, now) {
@@ -179,7 +179,17 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Reads and decodes a stored page. A store error or unreadable metadata is logged and
     /// treated as "no page": the visitor still gets an answer from the origin.
     pub(crate) async fn read_page(&self, page_key: &str) -> Option<StoredPage> {
-        match self.store.get(page_key).await {
+        self.decode_page(page_key, self.store.get(page_key).await)
+    }
+
+    /// [`Engine::read_page`] for the visitor's answer: the body may be one only the platform
+    /// can read ([`KvStore::get_to_serve`]), so nothing but [`Engine::serve`] may touch it.
+    async fn read_page_to_serve(&self, page_key: &str) -> Option<StoredPage> {
+        self.decode_page(page_key, self.store.get_to_serve(page_key).await)
+    }
+
+    fn decode_page(&self, page_key: &str, read: Result<Option<StoredValue>, StoreError>) -> Option<StoredPage> {
+        match read {
             Ok(Some(v)) => match PageMeta::decode(v.metadata.as_deref()) {
                 Ok(meta) => Some(StoredPage { meta, body: v.value }),
                 Err(e) => {

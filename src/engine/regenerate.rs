@@ -124,7 +124,18 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 Err(reason) => return Regenerated::Failed(format!("304 without a usable revalidate time ({})", reason.as_str())),
             }
         }
-        self.carry_invalidation(page_key, &mut meta).await;
+        // The body to keep is the stored one, re-read here: the visitor's copy may be a stream
+        // already on its way to the visitor (`KvStore::get_to_serve`).
+        let body = match self.carry_invalidation(page_key, &mut meta).await {
+            Some(current) if current.meta.etag == page.meta.etag => current.body,
+            Some(_) => {
+                // Another location stored a different page since this one was read: it is newer
+                // than what the origin just confirmed, so it stays.
+                self.log(Level::Info, &format!("{page_key} changed while regenerating; keeping the newer page"));
+                return Regenerated::Updated;
+            }
+            None => return Regenerated::Failed("the stored page could not be re-read to refresh it".to_string()),
+        };
         let metadata = match meta.encode() {
             Ok(m) => m,
             Err(reason) => return Regenerated::Failed(reason.as_str().to_string()),
@@ -133,7 +144,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             metadata: Some(metadata),
             expiration_ttl: None,
         };
-        match self.put_with_retry(page_key, page.body.clone(), opts).await {
+        match self.put_with_retry(page_key, body, opts).await {
             Ok(()) => {
                 self.log(Level::Info, &format!("refreshed {page_key} (origin: not modified)"));
                 Regenerated::Updated

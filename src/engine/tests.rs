@@ -372,6 +372,32 @@ fn conditional_regeneration_refreshes_without_a_render() {
 }
 
 #[test]
+fn a_304_refresh_keeps_a_newer_page_stored_meanwhile() {
+    // The visitor's copy of a STALE page is only served (a stream on Workers): the refresh after
+    // a 304 re-reads the stored page and writes that body back, and only if it is still the page
+    // the origin confirmed. Here another location stored a newer page in between: it stays.
+    let b = Bench::new();
+    b.origin.reply("/n", Reply::page("old", &[("cache-control", "s-maxage=10"), ("etag", "\"v1\"")]));
+    block_on(async {
+        b.get("/n").await;
+        b.run_background().await;
+        b.clock.advance(10_000);
+        assert_eq!(cache_state(&b.get("/n").await), "STALE");
+        let key = b.kv.visible_keys().into_iter().find(|k| k.starts_with(&layout::page_prefix(&b.config.cache_version, ""))).unwrap();
+        let stored = b.kv.get(&key).await.unwrap().unwrap();
+        let mut meta = crate::meta::PageMeta::decode(stored.metadata.as_deref()).unwrap();
+        meta.etag = "\"newer\"".into();
+        meta.rendered_at = crate::clock::Clock::now_ms(&b.clock);
+        let opts = PutOptions { metadata: Some(meta.encode().unwrap()), expiration_ttl: None };
+        b.kv.put(&key, "newer page".into(), opts).await.unwrap();
+        b.run_background().await;
+        assert_eq!(b.origin.not_modified("/n"), 1, "the origin confirmed the old page");
+        let now = b.get("/n").await;
+        assert_eq!((cache_state(&now), body(&now).as_str(), now.headers.get("etag")), ("HIT", "newer page", Some("\"newer\"")));
+    });
+}
+
+#[test]
 fn tracking_parameters_and_visitor_headers_do_not_reach_the_key_or_the_origin() {
     let b = Bench::new();
     block_on(async {

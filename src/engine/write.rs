@@ -92,7 +92,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// stored page (if any) stays in place.
     pub(crate) async fn write_page(&self, page_key: &str, mut prepared: PreparedPage, previous: Option<&PageMeta>) -> bool {
         let current = self.carry_invalidation(page_key, &mut prepared.page.meta).await;
-        let previous = current.as_ref().or(previous);
+        let previous = current.as_ref().map(|c| &c.meta).or(previous);
         let Ok(metadata) = prepared.page.meta.encode() else {
             return false; // cannot happen: the same metadata fitted before, plus at most two small fields
         };
@@ -128,20 +128,24 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// after the render we are about to write *started*, the new page inherits that mark: it
     /// was rendered from content older than the invalidation, so it must not be served as
     /// fresh. (Closes the race in this location; the re-check pass closes it across locations.)
-    /// Returns the stored metadata, which also tells the tag index what the page had before.
-    pub(crate) async fn carry_invalidation(&self, page_key: &str, meta: &mut PageMeta) -> Option<PageMeta> {
+    /// Returns the stored page, whose metadata also tells the tag index what the page had
+    /// before, and whose body a 304 refresh re-stores (the visitor's copy may be a stream).
+    pub(crate) async fn carry_invalidation(&self, page_key: &str, meta: &mut PageMeta) -> Option<StoredPage> {
         let current = match self.store.get(page_key).await {
-            Ok(Some(v)) => PageMeta::decode(v.metadata.as_deref()).ok()?,
+            Ok(Some(v)) => StoredPage {
+                meta: PageMeta::decode(v.metadata.as_deref()).ok()?,
+                body: v.value,
+            },
             Ok(None) => return None,
             Err(e) => {
                 self.log(Level::Warn, &format!("re-reading {page_key} before writing failed: {e}"));
                 return None;
             }
         };
-        if let Some(at) = current.invalidated_at {
+        if let Some(at) = current.meta.invalidated_at {
             if at > meta.rendered_at {
                 meta.invalidated_at = Some(at);
-                meta.expired = current.expired;
+                meta.expired = current.meta.expired;
             }
         }
         Some(current)
