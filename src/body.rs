@@ -5,6 +5,12 @@
 //! ([`ExternalBody`]): on Workers, a page read from KV stays a JavaScript `Uint8Array` and goes
 //! straight into the visitor's response, never copied into wasm memory and back. Rules that do
 //! look at the bytes (a lease, a tag list, an ETag) get them copied once, on first use.
+//!
+//! A third kind, [`Body::served`], is a body the engine may only hand on: a page read for a
+//! visitor's answer ([`crate::store::KvStore::get_to_serve`]), on Workers KV's stream going
+//! straight into the response. Its bytes are nowhere the engine can read them, so reading one
+//! (its length or its bytes) is a bug, and panics the same way in the native tests as it would
+//! on Workers.
 
 use bytes::Bytes;
 use std::any::Any;
@@ -31,7 +37,10 @@ pub trait ExternalBody: Any {
 enum Repr {
     Local(Bytes),
     External(Rc<dyn ExternalBody>, Rc<OnceCell<Bytes>>),
+    Served(Rc<dyn Any>),
 }
+
+const SERVED_READ: &str = "edge-isr: the engine read a body read only to be served (KvStore::get_to_serve)";
 
 /// A body: see the module documentation.
 #[derive(Clone)]
@@ -48,19 +57,34 @@ impl Body {
         Body(Repr::External(body, Rc::default()))
     }
 
+    /// A body only the platform can send (see the module documentation): `handle` is whatever
+    /// the store that read it needs to send it on (on Workers, the KV stream).
+    pub fn served(handle: Rc<dyn Any>) -> Body {
+        Body(Repr::Served(handle))
+    }
+
     /// The platform's body, when this is one that was never copied.
     pub fn as_external(&self) -> Option<&dyn ExternalBody> {
         match &self.0 {
             Repr::External(e, _) => Some(e.as_ref()),
-            Repr::Local(_) => None,
+            Repr::Local(_) | Repr::Served(_) => None,
         }
     }
 
-    /// Length in bytes (without copying an external body).
+    /// The store's handle, when this is a body read only to be served.
+    pub fn as_served(&self) -> Option<&dyn Any> {
+        match &self.0 {
+            Repr::Served(handle) => Some(handle.as_ref()),
+            Repr::Local(_) | Repr::External(..) => None,
+        }
+    }
+
+    /// Length in bytes (without copying an external body). Panics for a served body.
     pub fn len(&self) -> usize {
         match &self.0 {
             Repr::Local(b) => b.len(),
             Repr::External(e, _) => e.len(),
+            Repr::Served(_) => panic!("{SERVED_READ}"),
         }
     }
 
@@ -83,6 +107,7 @@ impl Deref for Body {
         match &self.0 {
             Repr::Local(b) => b,
             Repr::External(e, copy) => copy.get_or_init(|| e.to_bytes()),
+            Repr::Served(_) => panic!("{SERVED_READ}"),
         }
     }
 }
@@ -100,6 +125,7 @@ impl fmt::Debug for Body {
         match &self.0 {
             Repr::Local(b) => fmt::Debug::fmt(b, f),
             Repr::External(e, _) => write!(f, "Body(external, {} bytes)", e.len()),
+            Repr::Served(_) => f.write_str("Body(served)"),
         }
     }
 }
@@ -155,6 +181,17 @@ mod tests {
         fn as_any(&self) -> &dyn Any {
             self
         }
+    }
+
+    #[test]
+    fn a_served_body_is_only_handed_on() {
+        let body = Body::served(Rc::new(7u32));
+        let handed_on = body.clone();
+        assert_eq!(handed_on.as_served().and_then(|h| h.downcast_ref::<u32>()), Some(&7));
+        assert!(handed_on.as_external().is_none());
+        assert_eq!(format!("{body:?}"), "Body(served)");
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.len())).is_err(), "its length cannot be read");
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body.to_vec())).is_err(), "nor its bytes");
     }
 
     #[test]

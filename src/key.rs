@@ -126,7 +126,12 @@ pub fn parse_url(raw: &str) -> Result<Url, url::ParseError> {
 
 /// Builds the cache key of `url` under `config`.
 pub fn normalise(url: &str, config: &Config) -> Result<CacheKey, KeyError> {
-    let parsed = parse_url(url).map_err(|_| KeyError::InvalidUrl)?;
+    normalise_parsed(&parse_url(url).map_err(|_| KeyError::InvalidUrl)?, config)
+}
+
+/// [`normalise`] for a URL already parsed with [`parse_url`] (the engine parses each request's
+/// URL once, to route it and to key it).
+pub fn normalise_parsed(parsed: &Url, config: &Config) -> Result<CacheKey, KeyError> {
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(KeyError::InvalidUrl);
     }

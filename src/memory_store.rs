@@ -7,15 +7,13 @@
 //! (reads *and* lists). Handles made with [`MemoryKv::location`] share data but see it from
 //! another location. Faults can be injected with [`MemoryKv::fail_next`].
 //!
-//! [`KvStore::get_to_serve`] hands back bodies the engine cannot read ([`ServedBody`]), as on
+//! [`KvStore::get_to_serve`] hands back bodies the engine cannot read ([`Body::served`]), as on
 //! Workers, where such a read is a stream from KV into the response: a test in which the engine
 //! reads a served body panics, so no test passes on a path that would break in production.
 
 use crate::clock::{Clock, Millis};
-use crate::body::ExternalBody;
 use crate::http::Body;
 use crate::store::{limits, validate_key, validate_put, KvStore, ListPage, ListedKey, PutOptions, StoreError, StoredValue};
-use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -216,29 +214,11 @@ fn visible(writes: &[Write], location: u32, now: Millis, propagation_ms: u64) ->
     }
 }
 
-/// A value read with [`KvStore::get_to_serve`]: only the visitor's response may have it. The
-/// engine reading it (its length or bytes) panics, as a KV stream cannot be read on Workers;
-/// tests see the bytes with [`served_bytes`].
-pub struct ServedBody(Body);
-
-impl ExternalBody for ServedBody {
-    fn len(&self) -> usize {
-        panic!("the engine read the length of a body read only to be served (KvStore::get_to_serve)")
-    }
-
-    fn to_bytes(&self) -> bytes::Bytes {
-        panic!("the engine read a body read only to be served (KvStore::get_to_serve)")
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
-/// The bytes of a response body, for a test: a [`ServedBody`]'s too.
+/// The bytes of a response body, for a test: also those of a page read with
+/// [`KvStore::get_to_serve`], which the engine itself may not read ([`Body::served`]).
 pub fn served_bytes(body: &Body) -> Vec<u8> {
-    match body.as_external().and_then(|e| e.as_any().downcast_ref::<ServedBody>()) {
-        Some(served) => served.0.to_vec(),
+    match body.as_served().and_then(|handle| handle.downcast_ref::<Body>()) {
+        Some(stored) => stored.to_vec(),
         None => body.to_vec(),
     }
 }
@@ -260,7 +240,7 @@ impl KvStore for MemoryKv {
 
     async fn get_to_serve(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
         Ok(self.get(key).await?.map(|v| StoredValue {
-            value: Body::external(Rc::new(ServedBody(Body::clone(&v.value)))),
+            value: Body::served(Rc::new(v.value)),
             metadata: v.metadata,
         }))
     }

@@ -25,6 +25,12 @@ pub enum RequestDecision {
 
 /// Decides whether a request may be answered from the shared cache.
 pub fn classify_request(req: &Request, config: &Config) -> RequestDecision {
+    classify_parsed(req, key::parse_url(&req.url).ok().as_ref(), config)
+}
+
+/// [`classify_request`] with the request's URL already parsed by [`key::parse_url`] (`None`
+/// when it did not parse).
+pub fn classify_parsed(req: &Request, url: Option<&url::Url>, config: &Config) -> RequestDecision {
     if req.method != "GET" && req.method != "HEAD" {
         return RequestDecision::Bypass(BypassReason::Method);
     }
@@ -40,9 +46,9 @@ pub fn classify_request(req: &Request, config: &Config) -> RequestDecision {
     if has_session_cookie {
         return RequestDecision::Bypass(BypassReason::SessionCookie);
     }
-    match key::normalise(&req.url, config) {
-        Ok(k) => RequestDecision::Cacheable(k),
-        Err(_) => RequestDecision::Bypass(BypassReason::Unkeyable),
+    match url.map(|u| key::normalise_parsed(u, config)) {
+        Some(Ok(k)) => RequestDecision::Cacheable(k),
+        _ => RequestDecision::Bypass(BypassReason::Unkeyable),
     }
 }
 

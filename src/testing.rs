@@ -335,7 +335,7 @@ pub fn cache_state(resp: &Response) -> &str {
 }
 
 /// The body as text (a stored page's too, which the engine itself may not read: see
-/// [`crate::memory_store::ServedBody`]).
+/// [`crate::http::Body::served`]).
 pub fn body(resp: &Response) -> String {
     String::from_utf8_lossy(&crate::memory_store::served_bytes(&resp.body)).into_owned()
 }

@@ -2,7 +2,7 @@
 
 use crate::http::{Body, Request as CoreRequest, Response as CoreResponse};
 use super::js;
-use super::kv::{JsBytes, JsStream};
+use super::kv::JsBytes;
 use js_sys::Uint8Array;
 use std::rc::Rc;
 use wasm_bindgen::JsValue;
@@ -48,13 +48,12 @@ pub fn to_web_response(resp: CoreResponse) -> std::result::Result<web_sys::Respo
     init.set_headers(&headers);
     // 204/304 must not have a body, and HEAD answers have none. A stored page read to be served
     // is KV's stream and goes on as it is (its length is not known here, nor needed).
-    let external = resp.body.as_external().map(|e| e.as_any());
-    if let Some(stream) = external.and_then(|e| e.downcast_ref::<JsStream>()).filter(|_| !matches!(resp.status, 204 | 304)) {
-        return web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream.0), &init);
+    if let Some(stream) = resp.body.as_served().and_then(|s| s.downcast_ref::<web_sys::ReadableStream>()).filter(|_| !matches!(resp.status, 204 | 304)) {
+        return web_sys::Response::new_with_opt_readable_stream_and_init(Some(stream), &init);
     }
     let body: Option<Uint8Array> = if matches!(resp.status, 204 | 304) || resp.body.is_empty() {
         None
-    } else if let Some(js) = external.and_then(|e| e.downcast_ref::<JsBytes>()) {
+    } else if let Some(js) = resp.body.as_external().and_then(|e| e.as_any().downcast_ref::<JsBytes>()) {
         Some(js.0.clone())
     } else {
         Some(Uint8Array::from(&resp.body[..]))

@@ -50,16 +50,16 @@ pub fn error_message(e: &JsValue) -> String {
 /// The name/value pairs of a `Headers` object, in its order (names lower-case, as `fetch`
 /// gives them).
 pub fn headers_from(headers: &web_sys::Headers) -> Headers {
-    let mut out = Headers::new();
-    if let Ok(Some(entries)) = js_sys::try_iter(headers) {
-        for entry in entries.flatten() {
+    let Ok(Some(entries)) = js_sys::try_iter(headers) else {
+        return Headers::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
             let pair: Array = entry.unchecked_into();
-            if let (Some(name), Some(value)) = (pair.get(0).as_string(), pair.get(1).as_string()) {
-                out.append(&name, value);
-            }
-        }
-    }
-    out
+            Some((pair.get(0).as_string()?, pair.get(1).as_string()?))
+        })
+        .collect()
 }
 
 /// A `Headers` object holding the core's headers.

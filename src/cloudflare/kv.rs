@@ -2,7 +2,7 @@
 //!
 //! Every call goes to the binding's JavaScript methods directly (see [`super::js`]). A visitor's
 //! HIT reads `getWithMetadata(key, {type: "stream"})` and the stream goes into the response as
-//! it is ([`JsStream`]); other reads use `{type: "arrayBuffer"}` and the value stays a JavaScript
+//! it is ([`Body::served`]); other reads use `{type: "arrayBuffer"}` and the value stays a JavaScript
 //! buffer ([`JsBytes`]), copied into wasm memory only if the engine looks at it. Metadata comes
 //! across as one JSON string (`JSON.stringify`), not field by field.
 
@@ -47,25 +47,6 @@ impl ExternalBody for JsBytes {
     }
 }
 
-/// A value read to be served ([`KvStore::get_to_serve`]): KV's stream, which goes into the
-/// visitor's response as it is, never buffered in JavaScript nor copied into wasm. The engine
-/// never reads it (the native tests' store panics the same way if it tries).
-pub struct JsStream(pub web_sys::ReadableStream);
-
-impl ExternalBody for JsStream {
-    fn len(&self) -> usize {
-        panic!("edge-isr: the length of a streamed KV value was asked for (a body read only to be served)")
-    }
-
-    fn to_bytes(&self) -> bytes::Bytes {
-        panic!("edge-isr: a streamed KV value was read (a body read only to be served)")
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
 /// Sorts KV's errors into the kinds the core acts on (429 is retried, the rest logged).
 fn classify_message(message: String) -> StoreError {
     if message.contains("429") || message.contains("Too Many Requests") {
@@ -95,8 +76,8 @@ fn metadata_text(metadata: JsValue) -> Option<String> {
 }
 
 impl WorkersKv {
-    /// `getWithMetadata(key, {type})`, the value wrapped by `body`, the metadata as JSON text.
-    async fn get_with_metadata(&self, key: &str, kind: &str, body: impl FnOnce(JsValue) -> Rc<dyn ExternalBody>) -> Result<Option<StoredValue>, StoreError> {
+    /// `getWithMetadata(key, {type})`, the value made a body by `body`, the metadata as JSON text.
+    async fn get_with_metadata(&self, key: &str, kind: &str, body: impl FnOnce(JsValue) -> Body) -> Result<Option<StoredValue>, StoreError> {
         validate_key(key)?;
         let options = js::object(&[("type", kind.into())]).map_err(classify_js)?;
         let result = js::call_async(&self.binding, "getWithMetadata", &[key.into(), options.into()]).await.map_err(classify_js)?;
@@ -104,17 +85,18 @@ impl WorkersKv {
         if value.is_null() || value.is_undefined() {
             return Ok(None);
         }
-        Ok(Some(StoredValue { value: Body::external(body(value)), metadata: metadata_text(field(&result, "metadata")?) }))
+        Ok(Some(StoredValue { value: body(value), metadata: metadata_text(field(&result, "metadata")?) }))
     }
 }
 
 impl KvStore for WorkersKv {
     async fn get(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
-        self.get_with_metadata(key, "arrayBuffer", |value| Rc::new(JsBytes(Uint8Array::new(&value)))).await
+        self.get_with_metadata(key, "arrayBuffer", |value| Body::external(Rc::new(JsBytes(Uint8Array::new(&value))))).await
     }
 
     async fn get_to_serve(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
-        self.get_with_metadata(key, "stream", |value| Rc::new(JsStream(value.unchecked_into()))).await
+        // The handle is KV's `ReadableStream`, which `convert::to_web_response` sends on.
+        self.get_with_metadata(key, "stream", |value| Body::served(Rc::new(value.unchecked_into::<web_sys::ReadableStream>()))).await
     }
 
     async fn put(&self, key: &str, value: Body, opts: PutOptions) -> Result<(), StoreError> {

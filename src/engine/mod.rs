@@ -142,9 +142,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Answers one visitor request.
     pub async fn handle(&self, req: Request) -> Response {
-        // The worker's own routes (webhook, admin page), from one parse of the URL.
-        if let Ok(url) = crate::key::parse_url(&req.url) {
-            let path = url.path();
+        // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
+        let url = crate::key::parse_url(&req.url).ok();
+        if let Some(path) = url.as_ref().map(|u| u.path()) {
             if path == self.config.revalidate_path {
                 return self.handle_revalidate(req).await;
             }
@@ -152,7 +152,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 return self.handle_admin(req).await;
             }
         }
-        let key = match policy::classify_request(&req, &self.config) {
+        let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
             RequestDecision::Cacheable(key) => key,
             RequestDecision::Bypass(reason) => return self.pass_through(req, reason).await,
         };

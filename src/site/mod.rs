@@ -300,8 +300,8 @@ fn percent_decode(value: &str) -> String {
 mod tests {
     use super::*;
 
-    fn page(_: RenderContext) -> impl Future<Output = Result<Page, RenderError>> {
-        async { Ok(Page::html("x")) }
+    async fn page(_: RenderContext) -> Result<Page, RenderError> {
+        Ok(Page::html("x"))
     }
 
     #[test]
