@@ -9,25 +9,12 @@
 //!   Workers KV, `fetch`, `Date.now()` and `ctx.waitUntil`.
 
 pub mod app;
-pub mod background;
-pub mod body;
-pub mod clock;
-pub mod conditional;
-pub mod config;
+pub mod coordination;
 pub mod engine;
-pub mod freshness;
 pub mod http;
-pub mod invalidation;
-pub mod key;
-pub mod layout;
-pub mod lease;
-pub mod log;
-pub mod memory_store;
-pub mod meta;
-pub mod origin;
-pub mod policy;
+pub mod rules;
+pub mod runtime;
 pub mod site;
-pub mod state;
 pub mod store;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

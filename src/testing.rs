@@ -1,14 +1,14 @@
 //! Test doubles for driving the engine natively: a scriptable origin that counts renders and
 //! can fail, stall or hold requests, and a bench that wires an engine to the in-memory store.
 
-use crate::background::TaskQueue;
-use crate::clock::{Clock, ManualClock};
-use crate::config::Config;
+use crate::runtime::background::TaskQueue;
+use crate::runtime::clock::{Clock, ManualClock};
+use crate::rules::config::Config;
 use crate::engine::{Engine, Isolate};
 use crate::http::{Headers, Request, Response};
-use crate::log::MemoryLogger;
-use crate::memory_store::MemoryKv;
-use crate::origin::{Origin, OriginError};
+use crate::runtime::log::MemoryLogger;
+use crate::store::memory::MemoryKv;
+use crate::runtime::origin::{Origin, OriginError};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
@@ -313,9 +313,9 @@ impl Default for Bench {
 
 /// A stored page's metadata, rendered at `rendered_at` and fresh for `revalidate_s`, with no
 /// headers, validators, tags or invalidation: tests change the fields they are about.
-pub fn page_meta(rendered_at: u64, revalidate_s: u32) -> crate::meta::PageMeta {
-    crate::meta::PageMeta {
-        version: crate::meta::META_VERSION,
+pub fn page_meta(rendered_at: u64, revalidate_s: u32) -> crate::rules::meta::PageMeta {
+    crate::rules::meta::PageMeta {
+        version: crate::rules::meta::META_VERSION,
         rendered_at,
         revalidate_s,
         status: 200,
@@ -337,5 +337,5 @@ pub fn cache_state(resp: &Response) -> &str {
 /// The body as text (a stored page's too, which the engine itself may not read: see
 /// [`crate::http::Body::served`]).
 pub fn body(resp: &Response) -> String {
-    String::from_utf8_lossy(&crate::memory_store::served_bytes(&resp.body)).into_owned()
+    String::from_utf8_lossy(&crate::store::memory::served_bytes(&resp.body)).into_owned()
 }

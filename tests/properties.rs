@@ -1,12 +1,12 @@
 //! Property tests of the core's invariants, over generated inputs.
 
-use edge_isr::clock::Clock;
-use edge_isr::config::Config;
-use edge_isr::freshness::{freshness, Freshness};
-use edge_isr::invalidation::Invalidation;
-use edge_isr::key::normalise;
-use edge_isr::layout;
-use edge_isr::meta::PageMeta;
+use edge_isr::runtime::clock::Clock;
+use edge_isr::rules::config::Config;
+use edge_isr::rules::freshness::{freshness, Freshness};
+use edge_isr::rules::invalidation::Invalidation;
+use edge_isr::rules::key::normalise;
+use edge_isr::store::layout;
+use edge_isr::rules::meta::PageMeta;
 use edge_isr::testing::{page_meta, Bench, Reply};
 use futures::executor::block_on;
 use proptest::prelude::*;
@@ -50,7 +50,7 @@ proptest! {
     fn normalising_the_origin_url_of_a_key_gives_the_same_key(path in raw_path(), params in "(page|utm_source|x)?") {
         let mut config = Config::for_origin("http://origin.test");
         if !params.is_empty() {
-            config.query_params = edge_isr::config::QueryParams::Only(vec!["page".into(), "x".into()]);
+            config.query_params = edge_isr::rules::config::QueryParams::Only(vec!["page".into(), "x".into()]);
         }
         let url = format!("https://Site.Test{path}");
         if let Ok(key) = normalise(&url, &config) {

@@ -16,14 +16,14 @@
 //! - a request with `Authorization` is never answered from the cache.
 #![no_main]
 
-use edge_isr::config::Config;
+use edge_isr::rules::config::Config;
 use edge_isr::http::{Headers, Request};
-use edge_isr::meta::{usable_validator, PageMeta, META_VERSION};
-use edge_isr::policy::{
+use edge_isr::rules::meta::{usable_validator, PageMeta, META_VERSION};
+use edge_isr::rules::policy::{
     classify_request, classify_response, headers_to_store, is_cacheable_status, is_valid_tag, revalidate_seconds,
     tags_from_headers, Directives, RequestDecision, ResponseDecision, MAX_TAGS_PER_PAGE, MAX_TAG_CHARS,
 };
-use edge_isr::state::BypassReason;
+use edge_isr::rules::state::BypassReason;
 use edge_isr::store::limits::{MAX_METADATA_BYTES, MAX_VALUE_BYTES};
 use edge_isr_fuzz::parse_message;
 use libfuzzer_sys::fuzz_target;

@@ -13,8 +13,8 @@
 //!   origin is fetched at exactly the page the key stands for.
 #![no_main]
 
-use edge_isr::config::{Config, QueryParams, TrailingSlash};
-use edge_isr::key::{normalise, normalise_path, MAX_PAGE_ID_BYTES, MAX_PATH_BYTES};
+use edge_isr::rules::config::{Config, QueryParams, TrailingSlash};
+use edge_isr::rules::key::{normalise, normalise_path, MAX_PAGE_ID_BYTES, MAX_PATH_BYTES};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

@@ -8,7 +8,7 @@
 //!   decodes to the same meta and encodes to the same string again.
 #![no_main]
 
-use edge_isr::meta::{MetaError, PageMeta, META_VERSION};
+use edge_isr::rules::meta::{MetaError, PageMeta, META_VERSION};
 use edge_isr::store::limits::MAX_METADATA_BYTES;
 use libfuzzer_sys::fuzz_target;
 

@@ -19,7 +19,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use edge_isr::http::Request;
-use edge_isr::policy::is_valid_tag;
+use edge_isr::rules::policy::is_valid_tag;
 use edge_isr::webhook::{
     authenticate, parse_request, AuthMethod, Mappings, WebhookError, ISR_SIGNATURE_HEADER, MAX_BODY_BYTES, MAX_ITEMS,
     MAX_PATH_CHARS, REPLAY_WINDOW_S, SANITY_SIGNATURE_HEADER, SECRET_HEADER,

@@ -5,7 +5,7 @@
 //! invocation's 1,000 KV operations.
 
 use super::js;
-use crate::invalidation::{Job, JobQueue};
+use crate::engine::jobs::{Job, JobQueue};
 use futures_util::future::LocalBoxFuture;
 use wasm_bindgen::JsValue;
 

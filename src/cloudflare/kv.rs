@@ -7,7 +7,7 @@
 //! across as one JSON string (`JSON.stringify`), not field by field.
 
 use super::js;
-use crate::body::ExternalBody;
+use crate::http::body::ExternalBody;
 use crate::http::Body;
 use crate::store::{validate_key, validate_put, KvStore, ListPage, ListedKey, PutOptions, StoreError, StoredValue};
 use js_sys::{Array, Uint8Array};

@@ -32,10 +32,10 @@ mod kv;
 mod origin;
 mod runtime;
 
-use crate::config::Config;
+use crate::rules::config::Config;
 use crate::engine::{Engine, Isolate};
 use crate::http::Response as CoreResponse;
-use crate::invalidation::Job;
+use crate::engine::jobs::Job;
 use crate::site::Site;
 use runtime::WaitUntil;
 use std::cell::RefCell;

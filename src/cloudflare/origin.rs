@@ -2,7 +2,7 @@
 
 use super::{convert, js};
 use crate::http::{Request, Response};
-use crate::origin::{Origin, OriginError};
+use crate::runtime::origin::{Origin, OriginError};
 use futures_util::future::{select, Either};
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};

@@ -1,8 +1,8 @@
 //! The runtime's clock, background work and console, behind the core's traits.
 
-use crate::background::{Background, Task};
-use crate::clock::{Clock, Millis};
-use crate::log::{Level, Logger};
+use crate::runtime::background::{Background, Task};
+use crate::runtime::clock::{Clock, Millis};
+use crate::runtime::log::{Level, Logger};
 use futures_util::future::LocalBoxFuture;
 use std::time::Duration;
 use worker::{Context, Date, Delay, ScheduleContext};

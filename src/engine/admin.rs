@@ -8,12 +8,12 @@
 //! With no secret configured the admin page is off.
 
 use super::Engine;
-use crate::freshness::{freshness, Freshness};
+use crate::rules::freshness::{freshness, Freshness};
 use crate::http::{Request, Response};
-use crate::layout;
-use crate::log::Level;
-use crate::meta::PageMeta;
-use crate::origin::Origin;
+use crate::store::layout;
+use crate::runtime::log::Level;
+use crate::rules::meta::PageMeta;
+use crate::runtime::origin::Origin;
 use crate::store::KvStore;
 use crate::site::template::Templates;
 use crate::webhook::{self, secret_matches, Mappings};
@@ -60,7 +60,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             return Response::json_error(401, "the admin page needs the password REVALIDATE_SECRET")
                 .with_header("www-authenticate", "Basic realm=\"edge-isr admin\", charset=\"UTF-8\"");
         }
-        let path = crate::key::parse_url(&req.url).map(|u| u.path().to_string()).unwrap_or_default();
+        let path = crate::rules::key::parse_url(&req.url).map(|u| u.path().to_string()).unwrap_or_default();
         let action = path.strip_prefix(ADMIN_PATH).unwrap_or("");
         let resp = match (req.method.as_str(), action) {
             ("GET", "" | "/") => self.admin_page().await,
@@ -156,7 +156,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// The host pages are keyed under for this request (the first `CACHE_HOSTS` entry, or the
     /// request's own host).
     pub(crate) fn request_host(&self, req: &Request) -> String {
-        crate::key::normalise(&req.url, &self.config).map(|k| k.host).unwrap_or_default()
+        crate::rules::key::normalise(&req.url, &self.config).map(|k| k.host).unwrap_or_default()
     }
 }
 
@@ -193,7 +193,7 @@ fn same_origin_json(req: &Request) -> Result<(), &'static str> {
         }
     }
     if let Some(origin) = req.headers.get("origin") {
-        let own = crate::key::parse_url(&req.url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        let own = crate::rules::key::parse_url(&req.url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
         if origin != own {
             return Err("admin actions must come from the admin page itself");
         }
@@ -208,7 +208,7 @@ mod tests {
     use futures::executor::block_on;
 
     fn bench() -> Bench {
-        let config = crate::config::Config::from_vars(|n| match n {
+        let config = crate::rules::config::Config::from_vars(|n| match n {
             "ORIGIN_URL" => Some("http://origin.test".into()),
             "REVALIDATE_SECRET" => Some("s3cret".into()),
             _ => None,

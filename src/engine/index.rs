@@ -7,10 +7,10 @@
 
 use super::Engine;
 use crate::http::Body;
-use crate::layout;
-use crate::log::Level;
-use crate::meta::PageMeta;
-use crate::origin::Origin;
+use crate::store::layout;
+use crate::runtime::log::Level;
+use crate::rules::meta::PageMeta;
+use crate::runtime::origin::Origin;
 use crate::store::{KvStore, PutOptions, StoreError};
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {

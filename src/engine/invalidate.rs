@@ -5,13 +5,13 @@
 //! render). Plus 1 list per 1,000 pages of a tag or prefix per pass.
 
 use super::Engine;
-use crate::config::TrailingSlash;
-use crate::invalidation::{Invalidation, InvalidationMode, OpBudget, PageMark, SweepJob, SweepTarget, TargetReport, OPS_PER_INVOCATION, RECHECK_DELAY_S};
-use crate::key::{self, normalise_path};
-use crate::layout;
-use crate::log::Level;
-use crate::meta::PageMeta;
-use crate::origin::Origin;
+use crate::rules::config::TrailingSlash;
+use crate::engine::jobs::{Invalidation, InvalidationMode, OpBudget, PageMark, SweepJob, SweepTarget, TargetReport, OPS_PER_INVOCATION, RECHECK_DELAY_S};
+use crate::rules::key::{self, normalise_path};
+use crate::store::layout;
+use crate::runtime::log::Level;
+use crate::rules::meta::PageMeta;
+use crate::runtime::origin::Origin;
 use crate::store::{KvStore, PutOptions, StoreError};
 use futures_util::stream::{self, StreamExt};
 
@@ -138,7 +138,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             return (report, false);
         };
         let queued = match &self.jobs {
-            Some(queue) => match queue.enqueue(crate::invalidation::Job::Sweep(next), delay).await {
+            Some(queue) => match queue.enqueue(crate::engine::jobs::Job::Sweep(next), delay).await {
                 Ok(()) => true,
                 Err(e) => {
                     self.log(Level::Error, &format!("queueing invalidation work failed: {e}"));

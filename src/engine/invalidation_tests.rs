@@ -1,8 +1,8 @@
 //! On-demand invalidation: paths, prefixes, tags at scale, expire mode, and the race with
 //! regenerations in flight.
 
-use crate::invalidation::{Invalidation, InvalidationMode, MemoryJobQueue, SweepJob, OPS_PER_INVOCATION, RECHECK_DELAY_S};
-use crate::memory_store::MemoryKv;
+use crate::engine::jobs::{Invalidation, InvalidationMode, MemoryJobQueue, SweepJob, OPS_PER_INVOCATION, RECHECK_DELAY_S};
+use crate::store::memory::MemoryKv;
 use crate::testing::{body, cache_state, Bench, FakeOrigin, Reply};
 use futures::executor::block_on;
 use std::rc::Rc;
@@ -204,11 +204,11 @@ fn the_recheck_pass_catches_an_old_render_written_elsewhere_after_the_sweep() {
         b.clock.advance(1_000);
         // ... here, the invalidation marks the page; far away, the old render's write lands later
         // and cannot see the mark yet (KV propagation), so it is stored as fresh there.
-        let at_before = crate::clock::Clock::now_ms(&b.clock);
+        let at_before = crate::runtime::clock::Clock::now_ms(&b.clock);
         engine_with_jobs(&b, &jobs).invalidate(&hosts(), &tags(&["t"])).await;
-        let key = crate::layout::page_key("1", "site.test/far");
+        let key = crate::store::layout::page_key("1", "site.test/far");
         let stored = crate::store::KvStore::get(&far.kv, &key).await.unwrap().unwrap();
-        let mut meta = crate::meta::PageMeta::decode(stored.metadata.as_deref()).unwrap();
+        let mut meta = crate::rules::meta::PageMeta::decode(stored.metadata.as_deref()).unwrap();
         meta.rendered_at = at_before - 500; // rendered before the invalidation
         meta.invalidated_at = None;
         meta.revalidate_s = 3600;

@@ -16,6 +16,7 @@
 mod admin;
 mod index;
 mod invalidate;
+pub mod jobs;
 mod prerender;
 mod produce;
 mod revalidate;
@@ -23,22 +24,22 @@ mod regenerate;
 mod render;
 mod write;
 
-use crate::background::Background;
-use crate::clock::Clock;
-use crate::conditional::if_none_match_matches;
-use crate::config::Config;
-use crate::freshness::{freshness, Freshness};
+use crate::runtime::background::Background;
+use crate::runtime::clock::Clock;
+use crate::rules::conditional::if_none_match_matches;
+use crate::rules::config::Config;
+use crate::rules::freshness::{freshness, Freshness};
 use crate::http::{Body, Request, Response};
-use crate::invalidation::JobQueue;
-use crate::key::CacheKey;
-use crate::layout;
-use crate::lease::IsolateState;
-use crate::log::{Level, Logger};
-use crate::meta::{PageMeta, StoredPage};
-use crate::origin::{Origin, OriginError};
-use crate::policy::{self, RequestDecision};
+use crate::engine::jobs::JobQueue;
+use crate::rules::key::CacheKey;
+use crate::store::layout;
+use crate::coordination::lease::IsolateState;
+use crate::runtime::log::{Level, Logger};
+use crate::rules::meta::{PageMeta, StoredPage};
+use crate::runtime::origin::{Origin, OriginError};
+use crate::rules::policy::{self, RequestDecision};
 use crate::site::{Renderer, Site};
-use crate::state::{BypassReason, CacheState};
+use crate::rules::state::{BypassReason, CacheState};
 use crate::store::{KvStore, StoreError, StoredValue};
 use std::rc::Rc;
 
@@ -143,7 +144,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Answers one visitor request.
     pub async fn handle(&self, req: Request) -> Response {
         // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
-        let url = crate::key::parse_url(&req.url).ok();
+        let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {
             if path == self.config.revalidate_path {
                 return self.handle_revalidate(req).await;
@@ -240,7 +241,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Sends a non-cacheable request to the origin as the visitor made it (or, on a route the
     /// worker renders, renders it without storing).
     async fn pass_through(&self, req: Request, reason: BypassReason) -> Response {
-        let base = match crate::key::normalise(&req.url, &self.config) {
+        let base = match crate::rules::key::normalise(&req.url, &self.config) {
             Ok(key) => match &self.site.route_for(&key.path).route.route.renderer {
                 Renderer::Proxy(base) => base.clone(),
                 Renderer::Render(_) => return bypass_response(self.render_uncached(&req, &key).await, &reason),
@@ -250,7 +251,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let Some(url) = self.raw_origin_url(&req.url, base.as_ref().unwrap_or(&self.config.origin)) else {
             return Response::json_error(400, "malformed request URL");
         };
-        let upstream_path = crate::key::parse_url(&url).map(|u| u.path().to_string()).unwrap_or_default();
+        let upstream_path = crate::rules::key::parse_url(&url).map(|u| u.path().to_string()).unwrap_or_default();
         let mut upstream = req;
         upstream.url = url;
         upstream.headers.remove("host");
@@ -262,7 +263,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// The origin URL for a request that is not keyed: origin base plus the raw path and query.
     fn raw_origin_url(&self, url: &str, base: &url::Url) -> Option<String> {
-        let parsed = crate::key::parse_url(url).ok()?;
+        let parsed = crate::rules::key::parse_url(url).ok()?;
         let mut origin = base.clone();
         let base = origin.path().trim_end_matches('/').to_string();
         origin.set_path(&format!("{base}{}", parsed.path()));

@@ -11,14 +11,14 @@
 
 use super::Engine;
 use crate::http::Body;
-use crate::invalidation::Job;
-use crate::key::CacheKey;
-use crate::layout;
-use crate::log::Level;
-use crate::origin::Origin;
+use crate::engine::jobs::Job;
+use crate::rules::key::CacheKey;
+use crate::store::layout;
+use crate::runtime::log::Level;
+use crate::runtime::origin::Origin;
 use crate::site::{Params, RegisteredRoute, RenderContext, RenderError, StaticParams};
 use crate::store::{KvStore, PutOptions};
-use crate::freshness::{freshness, Freshness};
+use crate::rules::freshness::{freshness, Freshness};
 use serde::{Deserialize, Serialize};
 
 /// Pages per pre-render batch: each costs up to a few CMS fetches (subrequests; 50 per
@@ -154,8 +154,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }
         let text = String::from_utf8_lossy(&resp.body);
         Ok(sitemap_locations(&text)
-            .filter_map(|loc| crate::key::parse_url(&loc).ok())
-            .map(|u| crate::key::normalise_path(u.path(), self.config.trailing_slash))
+            .filter_map(|loc| crate::rules::key::parse_url(&loc).ok())
+            .map(|u| crate::rules::key::normalise_path(u.path(), self.config.trailing_slash))
             .take(MAX_SITEMAP_URLS)
             .collect())
     }

@@ -3,10 +3,10 @@
 
 use super::Engine;
 use crate::http::{Request, Response};
-use crate::key::CacheKey;
-use crate::log::Level;
-use crate::meta::PageMeta;
-use crate::origin::{Origin, OriginError};
+use crate::rules::key::CacheKey;
+use crate::runtime::log::Level;
+use crate::rules::meta::PageMeta;
+use crate::runtime::origin::{Origin, OriginError};
 use crate::site::{Matched, Page, RenderContext, RenderError, Renderer};
 use crate::store::KvStore;
 

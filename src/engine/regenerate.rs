@@ -1,14 +1,14 @@
 //! STALE: regenerate a page in the background while visitors keep getting the stored copy.
 
 use super::Engine;
-use crate::key::CacheKey;
-use crate::layout;
-use crate::lease::{retry_delay_ms, Lease};
-use crate::log::Level;
-use crate::meta::StoredPage;
-use crate::origin::Origin;
-use crate::policy;
-use crate::state::BypassReason;
+use crate::rules::key::CacheKey;
+use crate::store::layout;
+use crate::coordination::lease::{retry_delay_ms, Lease};
+use crate::runtime::log::Level;
+use crate::rules::meta::StoredPage;
+use crate::runtime::origin::Origin;
+use crate::rules::policy;
+use crate::rules::state::BypassReason;
 use crate::store::{KvStore, PutOptions, StoreError};
 use crate::http::Body;
 

@@ -2,11 +2,11 @@
 
 use super::{bypass_response, Engine};
 use crate::http::{Request, Response};
-use crate::key::CacheKey;
-use crate::log::Level;
-use crate::meta::{PageMeta, StoredPage};
-use crate::origin::{Origin, OriginError};
-use crate::state::{BypassReason, CacheState};
+use crate::rules::key::CacheKey;
+use crate::runtime::log::Level;
+use crate::rules::meta::{PageMeta, StoredPage};
+use crate::runtime::origin::{Origin, OriginError};
+use crate::rules::state::{BypassReason, CacheState};
 use crate::store::KvStore;
 use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use std::cell::RefCell;
@@ -27,7 +27,7 @@ type SharedRender = Shared<LocalBoxFuture<'static, RenderOutcome>>;
 
 /// Longest time a rendered page is served from isolate memory while its KV write is pending
 /// (the `waitUntil` limit: a write that has not finished by then never will).
-pub const MAX_PENDING_WRITE_MS: u64 = crate::config::WAIT_UNTIL_LIMIT_MS;
+pub const MAX_PENDING_WRITE_MS: u64 = crate::rules::config::WAIT_UNTIL_LIMIT_MS;
 
 struct InFlight {
     id: u64,
@@ -108,7 +108,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     }
 
     /// Waits for a render another request started, by looking at it between short pauses of
-    /// this request's own (never by awaiting it: see [`crate::clock::Clock::pause`]). Gives up
+    /// this request's own (never by awaiting it: see [`crate::runtime::clock::Clock::pause`]). Gives up
     /// a second after the origin timeout, by which time the render has ended one way or another.
     async fn wait_for(&self, render: &SharedRender) -> Option<RenderOutcome> {
         let deadline = self.clock.now_ms() + self.config.origin_timeout_ms + 1_000;

@@ -3,8 +3,8 @@
 
 use super::Engine;
 use crate::http::{Request, Response};
-use crate::log::Level;
-use crate::origin::Origin;
+use crate::runtime::log::Level;
+use crate::runtime::origin::Origin;
 use crate::store::KvStore;
 use crate::webhook::{self, Mappings, WebhookError};
 
@@ -48,7 +48,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         if !self.config.cache_hosts.is_empty() {
             return self.config.cache_hosts.clone();
         }
-        crate::key::parse_url(&req.url)
+        crate::rules::key::parse_url(&req.url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
             .into_iter()

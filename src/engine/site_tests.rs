@@ -2,7 +2,7 @@
 //! parameters and pre-rendering.
 
 use crate::http::Request;
-use crate::invalidation::{Job, MemoryJobQueue};
+use crate::engine::jobs::{Job, MemoryJobQueue};
 use crate::site::template::Templates;
 use crate::site::{FetchOptions, Page, Params, Route, Site, StaticParams};
 use crate::testing::{body, cache_state, Bench, Reply};
@@ -37,13 +37,13 @@ async fn peek(b: &Bench, key: &str) -> Option<crate::store::StoredValue> {
     crate::store::KvStore::get(&b.kv, key).await.unwrap()
 }
 
-async fn stored_meta(b: &Bench, id: &str) -> crate::meta::PageMeta {
-    let v = peek(b, &crate::layout::page_key("1", id)).await.expect("the page is stored");
-    crate::meta::PageMeta::decode(v.metadata.as_deref()).unwrap()
+async fn stored_meta(b: &Bench, id: &str) -> crate::rules::meta::PageMeta {
+    let v = peek(b, &crate::store::layout::page_key("1", id)).await.expect("the page is stored");
+    crate::rules::meta::PageMeta::decode(v.metadata.as_deref()).unwrap()
 }
 
 async fn tags_of(b: &Bench, path: &str) -> Vec<String> {
-    let key = crate::layout::page_tags_key(&b.config.cache_version, &format!("site.test{path}"));
+    let key = crate::store::layout::page_tags_key(&b.config.cache_version, &format!("site.test{path}"));
     let v = peek(b, &key).await.expect("the page has a tag list");
     let mut tags: Vec<String> = serde_json::from_slice(&v.value).unwrap();
     tags.sort();
@@ -79,7 +79,7 @@ fn a_tag_from_a_data_fetch_invalidates_the_page() {
         b.clock.advance(1_500);
         b.kv.begin_invocation();
         let hosts = vec!["site.test".to_string()];
-        let inv = crate::invalidation::Invalidation {
+        let inv = crate::engine::jobs::Invalidation {
             tags: vec!["post-p".into()],
             ..Default::default()
         };
@@ -102,7 +102,7 @@ fn cms_errors_give_an_error_page_that_is_never_stored() {
         assert_eq!(resp.status, 502);
         assert!(body(&resp).contains("could not be rendered"));
         b.run_background().await;
-        assert!(peek(&b, &crate::layout::page_key("1", "site.test/blog/e")).await.is_none());
+        assert!(peek(&b, &crate::store::layout::page_key("1", "site.test/blog/e")).await.is_none());
         assert_eq!(b.logger.count("rendering /blog/e"), 1, "{:?}", b.logger.lines());
         b.origin.reply("/api/posts/e", Reply::Json("not json".into()));
         assert_eq!(b.get("/blog/e").await.status, 502);
@@ -119,7 +119,7 @@ fn a_failing_cms_never_replaces_a_good_page() {
         b.clock.advance(301_000);
         for failure in [Reply::Status(500), Reply::Json("{".into()), Reply::Network] {
             b.origin.reply("/api/posts/g", failure);
-            b.isolate.regenerations.clear_backoff(&crate::layout::page_key("1", "site.test/blog/g"));
+            b.isolate.regenerations.clear_backoff(&crate::store::layout::page_key("1", "site.test/blog/g"));
             b.clock.advance(600_000); // past any lease back-off
             let resp = b.get("/blog/g").await;
             assert_eq!((cache_state(&resp), body(&resp).as_str()), ("STALE", "<h1>good</h1>"));
@@ -142,7 +142,7 @@ fn a_template_error_is_an_uncached_500_and_is_logged() {
         assert_eq!(resp.status, 500);
         assert_eq!(resp.headers.get("cache-control"), Some("no-store"));
         b.run_background().await;
-        assert!(peek(&b, &crate::layout::page_key("1", "site.test/t/1")).await.is_none());
+        assert!(peek(&b, &crate::store::layout::page_key("1", "site.test/t/1")).await.is_none());
         assert!(b.logger.count("broken.html") == 1, "{:?}", b.logger.lines());
     });
 }
@@ -196,7 +196,7 @@ fn requests_with_credentials_on_render_routes_are_rendered_but_not_stored() {
         let resp = b.send(req).await;
         assert_eq!((resp.status, cache_state(&resp), body(&resp).as_str()), (200, "BYPASS", "hello"));
         b.run_background().await;
-        assert!(peek(&b, &crate::layout::page_key("1", "site.test/me")).await.is_none());
+        assert!(peek(&b, &crate::store::layout::page_key("1", "site.test/me")).await.is_none());
         let post = b.send(Request::new("POST", "https://site.test/me")).await;
         assert_eq!(post.status, 405);
     });

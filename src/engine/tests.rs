@@ -1,8 +1,8 @@
 //! Behaviour of the engine: cache states, regeneration, coalescing, failures and KV limits.
 
 use crate::http::Request;
-use crate::layout;
-use crate::memory_store::Op;
+use crate::store::layout;
+use crate::store::memory::Op;
 use crate::store::{KvStore, PutOptions, StoreError};
 use crate::testing::{body, cache_state, Bench, Reply};
 use futures::executor::{block_on, LocalPool};
@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 /// Lets the other tasks of the pool run once.
 async fn yield_once() {
-    crate::clock::Clock::pause(&crate::clock::ManualClock::new(0)).await;
+    crate::runtime::clock::Clock::pause(&crate::runtime::clock::ManualClock::new(0)).await;
 }
 
 fn page_key(bench: &Bench, id: &str) -> String {
@@ -385,9 +385,9 @@ fn a_304_refresh_keeps_a_newer_page_stored_meanwhile() {
         assert_eq!(cache_state(&b.get("/n").await), "STALE");
         let key = b.kv.visible_keys().into_iter().find(|k| k.starts_with(&layout::page_prefix(&b.config.cache_version, ""))).unwrap();
         let stored = b.kv.get(&key).await.unwrap().unwrap();
-        let mut meta = crate::meta::PageMeta::decode(stored.metadata.as_deref()).unwrap();
+        let mut meta = crate::rules::meta::PageMeta::decode(stored.metadata.as_deref()).unwrap();
         meta.etag = "\"newer\"".into();
-        meta.rendered_at = crate::clock::Clock::now_ms(&b.clock);
+        meta.rendered_at = crate::runtime::clock::Clock::now_ms(&b.clock);
         let opts = PutOptions { metadata: Some(meta.encode().unwrap()), expiration_ttl: None };
         b.kv.put(&key, "newer page".into(), opts).await.unwrap();
         b.run_background().await;
@@ -525,8 +525,8 @@ fn an_expired_page_renders_synchronously_and_is_never_shown_on_failure() {
         b.run_background().await;
         let key = page_key(&b, "site.test/x");
         let stored = b.kv.get(&key).await.unwrap().unwrap();
-        let mut meta = crate::meta::PageMeta::decode(stored.metadata.as_deref()).unwrap();
-        meta.invalidated_at = Some(crate::clock::Clock::now_ms(&b.clock));
+        let mut meta = crate::rules::meta::PageMeta::decode(stored.metadata.as_deref()).unwrap();
+        meta.invalidated_at = Some(crate::runtime::clock::Clock::now_ms(&b.clock));
         meta.expired = true;
         b.clock.advance(1_000);
         let opts = PutOptions {

@@ -1,15 +1,15 @@
 //! Turning an origin response into a stored page, and writing it within KV's limits.
 
 use super::Engine;
-use crate::clock::Millis;
-use crate::conditional::etag_for_body;
+use crate::runtime::clock::Millis;
+use crate::rules::conditional::etag_for_body;
 use crate::http::Response;
-use crate::key::hex;
-use crate::log::Level;
-use crate::meta::{usable_validator, PageMeta, StoredPage, META_VERSION};
-use crate::origin::Origin;
-use crate::policy::{self, ResponseDecision};
-use crate::state::BypassReason;
+use crate::rules::key::hex;
+use crate::runtime::log::Level;
+use crate::rules::meta::{usable_validator, PageMeta, StoredPage, META_VERSION};
+use crate::runtime::origin::Origin;
+use crate::rules::policy::{self, ResponseDecision};
+use crate::rules::state::BypassReason;
 use crate::store::{KvStore, PutOptions, StoreError};
 use crate::http::Body;
 use sha2::{Digest, Sha256};
@@ -102,7 +102,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         match self.put_with_retry(page_key, prepared.page.body.clone(), opts).await {
             Ok(()) => {
-                if let Some(page_id) = crate::layout::page_id_of(&self.config.cache_version, page_key) {
+                if let Some(page_id) = crate::store::layout::page_id_of(&self.config.cache_version, page_key) {
                     let digest = prepared.page.meta.tags_digest.as_deref();
                     self.update_tag_index(&page_id, &prepared.tags, digest, previous).await;
                 }

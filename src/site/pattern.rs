@@ -171,7 +171,7 @@ impl Template {
 /// Percent-encodes a parameter value for a URL path, keeping `/` (catch-all values hold
 /// several segments) and the unreserved characters.
 fn encode_path(value: &str) -> String {
-    crate::key::percent_encode(value, b"-._~/")
+    crate::rules::key::percent_encode(value, b"-._~/")
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use super::pattern::Params;
 use crate::http::{Body, Headers, Request, Response};
-use crate::origin::{Origin, OriginError};
+use crate::runtime::origin::{Origin, OriginError};
 use futures_util::future::LocalBoxFuture;
 use std::cell::RefCell;
 use std::fmt;

@@ -118,7 +118,7 @@ fn secret_header(req: &Request, secret: &str, _now_ms: u64) -> Check {
 }
 
 fn query_secret(req: &Request, secret: &str, _now_ms: u64) -> Check {
-    let Ok(url) = crate::key::parse_url(&req.url) else {
+    let Ok(url) = crate::rules::key::parse_url(&req.url) else {
         return Check::Absent;
     };
     let values: Vec<String> = url

@@ -22,7 +22,7 @@
 use super::auth::{outside_window, Check};
 use super::{crypto, MAX_BODY_BYTES};
 use crate::http::Request;
-use crate::key::{hex, percent_encode as encode};
+use crate::rules::key::{hex, percent_encode as encode};
 use std::collections::BTreeMap;
 
 /// Header with the hex signature.
@@ -77,7 +77,7 @@ pub(crate) fn check(req: &Request, secret: &str, now_ms: u64) -> Check {
     if req.body.len() > MAX_BODY_BYTES {
         return Check::Invalid(format!("the body is over {MAX_BODY_BYTES} bytes, so its {CONTENTFUL_SIGNATURE_HEADER} was not checked"));
     }
-    let Ok(url) = crate::key::parse_url(&req.url) else {
+    let Ok(url) = crate::rules::key::parse_url(&req.url) else {
         return Check::Invalid("the request URL could not be parsed, so its Contentful signature was not checked".into());
     };
     let path = match url.query() {

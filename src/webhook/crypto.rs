@@ -60,7 +60,7 @@ pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::hex;
+    use crate::rules::key::hex;
 
     #[test]
     fn hmac_matches_rfc_4231_test_case_2() {

@@ -25,7 +25,7 @@ mod signature;
 mod template;
 mod validate;
 
-pub use crate::invalidation::{Invalidation, InvalidationMode};
+pub use crate::rules::invalidation::{Invalidation, InvalidationMode};
 pub use auth::{authenticate, AuthMethod, SECRET_HEADER, SECRET_QUERY_PARAM};
 pub use contentful::{
     CONTENTFUL_SIGNATURE_HEADER, CONTENTFUL_SIGNED_HEADERS_HEADER, CONTENTFUL_TIMESTAMP_HEADER, CONTENTFUL_TTL_S,

@@ -36,7 +36,7 @@ pub fn parse_request(req: &Request, mappings: &Mappings) -> Result<Invalidation,
     if req.body.len() > MAX_BODY_BYTES {
         return Err(WebhookError::PayloadTooLarge(req.body.len()));
     }
-    let url = crate::key::parse_url(&req.url).map_err(|_| WebhookError::InvalidUrl)?;
+    let url = crate::rules::key::parse_url(&req.url).map_err(|_| WebhookError::InvalidUrl)?;
     let mut out = Collector::default();
     read_query(&url, &mut out)?;
     let hint = read_body(&req.body, mappings, &mut out)?;

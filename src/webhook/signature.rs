@@ -70,7 +70,7 @@ mod tests {
     use super::super::auth::authenticate;
     use super::super::{AuthMethod, WebhookError};
     use super::*;
-    use crate::key::hex;
+    use crate::rules::key::hex;
 
     const SECRET: &str = "s3cret-value";
     const NOW_MS: u64 = 1_700_000_000_123;

@@ -2,7 +2,7 @@
 //! (query, body or a mapping template), so the invalidation code only ever sees clean values.
 
 use super::MAX_PATH_CHARS;
-use crate::policy::{is_valid_tag, MAX_TAG_CHARS};
+use crate::rules::policy::{is_valid_tag, MAX_TAG_CHARS};
 
 /// The three kinds of invalidation entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@
 //! many spellings of one page (`/a//b`, `/a/./b`, `/%61/b`, `?utm_source=x`) one key, and keeps
 //! keys within KV's 512-byte limit by truncating long ones with a hash suffix.
 
-use crate::config::{Config, TrailingSlash};
+use crate::rules::config::{Config, TrailingSlash};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use url::Url;
@@ -240,7 +240,7 @@ fn normalise_escapes(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::QueryParams;
+    use crate::rules::config::QueryParams;
 
     fn cfg() -> Config {
         Config::for_origin("http://origin.test")

@@ -2,8 +2,8 @@
 //!
 //! | key | value | metadata |
 //! |---|---|---|
-//! | `p/{version}/{page id}` | page body | [`crate::meta::PageMeta`] |
-//! | `l/{version}/{page id}` | regeneration lease / back-off ([`crate::lease::Lease`] JSON) | — |
+//! | `p/{version}/{page id}` | page body | [`crate::rules::meta::PageMeta`] |
+//! | `l/{version}/{page id}` | regeneration lease / back-off ([`crate::coordination::lease::Lease`] JSON) | — |
 //! | `t/{version}/{tag}/{page id}` | empty: "page carries tag" (the tag index) | — |
 //! | `g/{version}/{page id}` | the page's tags, JSON array (to remove members when tags change) | — |
 //! | `s/{version}/{route pattern}` | a route's static parameters read from the CMS, with when | — |
@@ -15,10 +15,10 @@
 //! with a hash suffix past [`MAX_TAG_COMPONENT_BYTES`].
 //!
 //! `{version}` is `CACHE_VERSION`, so changing it starts from an empty cache. `{page id}` is
-//! `host/path?query` ([`crate::key::CacheKey::page_id`]), readable so that `list` by prefix
+//! `host/path?query` ([`crate::rules::key::CacheKey::page_id`]), readable so that `list` by prefix
 //! finds every page under a path.
 
-use crate::key::shorten;
+use crate::rules::key::shorten;
 
 /// Longest tag inside a KV key; longer tags keep their start and get a hash suffix.
 /// With a 32-byte version and a 400-byte page id, member keys stay within KV's 512 bytes.
@@ -72,7 +72,7 @@ pub fn lease_key(version: &str, page_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::MAX_PAGE_ID_BYTES;
+    use crate::rules::key::MAX_PAGE_ID_BYTES;
     use crate::store::limits::MAX_KEY_BYTES;
 
     #[test]
@@ -82,9 +82,9 @@ mod tests {
         assert!(page_key(&version, &id).len() <= MAX_KEY_BYTES);
         assert!(lease_key(&version, &id).len() <= MAX_KEY_BYTES);
         assert!(page_tags_key(&version, &id).len() <= MAX_KEY_BYTES);
-        let longest_tag = "/".repeat(crate::policy::MAX_TAG_CHARS);
+        let longest_tag = "/".repeat(crate::rules::policy::MAX_TAG_CHARS);
         assert!(tag_member_key(&version, &longest_tag, &id).len() <= MAX_KEY_BYTES);
-        let multibyte_tag = "é".repeat(crate::policy::MAX_TAG_CHARS);
+        let multibyte_tag = "é".repeat(crate::rules::policy::MAX_TAG_CHARS);
         assert!(tag_member_key(&version, &multibyte_tag, &id).len() <= MAX_KEY_BYTES);
         assert_eq!(page_id_of(&version, &page_key(&version, &id)).as_deref(), Some(id.as_str()));
     }

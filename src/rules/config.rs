@@ -111,7 +111,7 @@ impl Config {
             var: "ORIGIN_URL",
             problem: "is not set; set it to the base URL of the site to cache".into(),
         })?;
-        let origin = crate::key::parse_url(&origin_raw)
+        let origin = crate::rules::key::parse_url(&origin_raw)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or(ConfigError {
@@ -166,7 +166,7 @@ impl Config {
         }
         let cms_url = match get("CMS_URL") {
             None => origin.clone(),
-            Some(raw) => crate::key::parse_url(&raw)
+            Some(raw) => crate::rules::key::parse_url(&raw)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
                 .ok_or(ConfigError {

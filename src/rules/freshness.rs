@@ -1,7 +1,7 @@
 //! Whether a stored page may be served as it is: a pure function of its metadata and `now`.
 
-use crate::clock::Millis;
-use crate::meta::PageMeta;
+use crate::runtime::clock::Millis;
+use crate::rules::meta::PageMeta;
 
 /// How usable a stored page is right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,7 +3,9 @@
 //! The adapter converts `worker::Request`/`worker::Response` to and from these at the edge,
 //! so every rule in the core can be unit-tested natively without a JavaScript engine.
 
-pub use crate::body::Body;
+pub mod body;
+
+pub use crate::http::body::Body;
 
 /// An ordered list of header fields with lower-cased names.
 ///

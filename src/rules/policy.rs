@@ -4,10 +4,10 @@
 //! `CDN-Cache-Control`) sets the revalidate time, `private`/`no-store`/`Set-Cookie` keep a
 //! response out of the shared cache, and requests carrying credentials never see a cached page.
 
-use crate::config::{name_matches, Config};
+use crate::rules::config::{name_matches, Config};
 use crate::http::{Headers, Request};
-use crate::key::{self, CacheKey};
-use crate::state::BypassReason;
+use crate::rules::key::{self, CacheKey};
+use crate::rules::state::BypassReason;
 
 /// Most tags kept per page (Next.js's limit).
 pub const MAX_TAGS_PER_PAGE: usize = 128;

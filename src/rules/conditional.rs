@@ -1,6 +1,6 @@
 //! Conditional requests from visitors (`If-None-Match` → 304) and entity tags for stored pages.
 
-use crate::key::hex;
+use crate::rules::key::hex;
 use sha2::{Digest, Sha256};
 
 /// Whether an `If-None-Match` header value matches `etag`, using the weak comparison

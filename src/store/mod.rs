@@ -7,6 +7,9 @@
 use crate::http::Body;
 use std::fmt;
 
+pub mod layout;
+pub mod memory;
+
 /// KV's documented limits (checked 2026-11, Cloudflare KV limits page).
 pub mod limits {
     /// Longest key, in UTF-8 bytes.

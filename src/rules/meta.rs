@@ -4,10 +4,10 @@
 //! answer a request — status, headers, validators, freshness — is in the metadata, so a HIT is
 //! exactly one KV read. Field names are one or two letters to leave room for headers.
 
-use crate::clock::Millis;
+use crate::runtime::clock::Millis;
 use crate::http::{Body, Headers};
-use crate::policy::DROPPABLE_HEADERS;
-use crate::state::BypassReason;
+use crate::rules::policy::DROPPABLE_HEADERS;
+use crate::rules::state::BypassReason;
 use crate::store::limits::MAX_METADATA_BYTES;
 use serde::{Deserialize, Serialize};
 use std::fmt;

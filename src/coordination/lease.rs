@@ -8,8 +8,8 @@
 //!   compare-and-swap, so two isolates can both win a race for the lease; the lease only makes a
 //!   herd of stale hits cost a handful of origin renders instead of one per isolate.
 
-use crate::clock::Millis;
-use crate::meta::PageMeta;
+use crate::runtime::clock::Millis;
+use crate::rules::meta::PageMeta;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};

@@ -11,7 +11,7 @@
 //! Workers, where such a read is a stream from KV into the response: a test in which the engine
 //! reads a served body panics, so no test passes on a path that would break in production.
 
-use crate::clock::{Clock, Millis};
+use crate::runtime::clock::{Clock, Millis};
 use crate::http::Body;
 use crate::store::{limits, validate_key, validate_put, KvStore, ListPage, ListedKey, PutOptions, StoreError, StoredValue};
 use std::cell::RefCell;
@@ -303,7 +303,7 @@ impl KvStore for MemoryKv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::runtime::clock::ManualClock;
     use futures::executor::block_on;
 
     fn store() -> (ManualClock, MemoryKv) {
