@@ -2,6 +2,7 @@
 
 use super::{bypass_response, Engine};
 use crate::http::{Request, Response};
+use crate::rules::freshness::is_origin_failure;
 use crate::rules::key::CacheKey;
 use crate::runtime::log::Level;
 use crate::rules::meta::{PageMeta, StoredPage};
@@ -172,15 +173,34 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 RenderOutcome::Stored(page)
             }
             Err(reason) => {
-                if matches!(reason, BypassReason::TooLarge | BypassReason::HeadersTooLarge) {
+                let unstorable = matches!(reason, BypassReason::TooLarge | BypassReason::HeadersTooLarge);
+                if unstorable {
                     self.log(
                         Level::Warn,
                         &format!("not storing {page_key}: {} (served uncached)", reason.as_str()),
                     );
                 }
+                if previous.is_some() && !unstorable && !is_origin_failure(resp.status) && resp.status != 304 {
+                    // The stored page (expired, so not served) is one the origin says is gone
+                    // or no longer cacheable: remove it, as a regeneration would.
+                    let (this, page_key, answered) = (self.clone(), page_key.to_string(), answered_text(&reason));
+                    self.background.spawn(Box::pin(async move {
+                        match this.delete_with_retry(&page_key).await {
+                            Ok(()) => this.log(Level::Info, &format!("origin answered {answered} for expired {page_key}; removed it")),
+                            Err(e) => this.log(Level::Warn, &format!("removing {page_key} failed: {e}")),
+                        }
+                    }));
+                }
                 RenderOutcome::NotStored(resp, reason)
             }
         }
+    }
+}
+
+fn answered_text(reason: &BypassReason) -> String {
+    match reason {
+        BypassReason::Status(status) => status.to_string(),
+        other => format!("a page it does not allow caching ({})", other.as_str()),
     }
 }
 
