@@ -149,6 +149,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         let hosts = self.invalidation_hosts(req);
         let outcome = self.invalidate(&hosts, &invalidation).await;
+        self.end_back_offs();
         self.log(Level::Info, "revalidation from the admin page");
         Response::json(200, &outcome.to_json(invalidation.mode))
     }

@@ -14,6 +14,7 @@
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
 mod admin;
+pub mod backoff;
 mod index;
 mod invalidate;
 pub mod jobs;
@@ -64,6 +65,8 @@ pub struct Isolate {
     pub regenerations: Rc<IsolateState>,
     /// MISS renders in flight, shared by concurrent visitors of the same page.
     pub(crate) renders: render::InFlightRenders,
+    /// Keys whose MISS renders failed recently: their visitors get the recent error.
+    pub failing_renders: backoff::FailingRenders,
 }
 
 impl Isolate {
@@ -72,6 +75,7 @@ impl Isolate {
         Rc::new(Isolate {
             regenerations: IsolateState::new(),
             renders: Default::default(),
+            failing_renders: Default::default(),
         })
     }
 }

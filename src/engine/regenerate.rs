@@ -66,6 +66,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         match self.regenerate_once(key, page_key, &page, now).await {
             Regenerated::Updated => {
                 self.isolate.regenerations.clear_backoff(page_key);
+                self.isolate.failing_renders.clear(page_key);
             }
             Regenerated::Removed(BypassReason::Status(status)) => self.log(
                 Level::Info,
