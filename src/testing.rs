@@ -324,6 +324,7 @@ pub fn page_meta(rendered_at: u64, revalidate_s: u32) -> crate::rules::meta::Pag
         last_modified: None,
         invalidated_at: None,
         expired: false,
+        stale_if_error_s: None,
         tags_digest: None,
         headers: vec![],
     }

@@ -14,6 +14,7 @@
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
 mod admin;
+pub mod backoff;
 mod index;
 mod invalidate;
 pub mod jobs;
@@ -28,7 +29,7 @@ use crate::runtime::background::Background;
 use crate::runtime::clock::Clock;
 use crate::rules::conditional::if_none_match_matches;
 use crate::rules::config::Config;
-use crate::rules::freshness::{freshness, Freshness};
+use crate::rules::freshness::{freshness_within, Freshness};
 use crate::http::{Body, Request, Response};
 use crate::engine::jobs::JobQueue;
 use crate::rules::key::CacheKey;
@@ -64,6 +65,8 @@ pub struct Isolate {
     pub regenerations: Rc<IsolateState>,
     /// MISS renders in flight, shared by concurrent visitors of the same page.
     pub(crate) renders: render::InFlightRenders,
+    /// Keys whose MISS renders failed recently: their visitors get the recent error.
+    pub failing_renders: backoff::FailingRenders,
 }
 
 impl Isolate {
@@ -72,6 +75,7 @@ impl Isolate {
         Rc::new(Isolate {
             regenerations: IsolateState::new(),
             renders: Default::default(),
+            failing_renders: Default::default(),
         })
     }
 }
@@ -161,7 +165,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let stored = self.read_page_to_serve(&page_key).await;
         let now = self.clock.now_ms();
         match stored {
-            Some(page) => match freshness(&page.meta, now) {
+            Some(page) => match freshness_within(&page.meta, now, self.config.stale_if_error_s) {
                 Freshness::Fresh => self.serve(&req, &page, CacheState::Hit),
                 Freshness::Stale => {
                     self.start_regeneration(&key, &page_key, &page);
@@ -319,3 +323,5 @@ mod tests;
 mod invalidation_tests;
 #[cfg(test)]
 mod site_tests;
+#[cfg(test)]
+mod failure_tests;

@@ -81,6 +81,10 @@ pub struct Config {
     /// Base URL of the headless CMS that template routes read JSON from (`CMS_URL`); data URLs
     /// starting with `/` are joined to it. Default: `ORIGIN_URL`.
     pub cms_url: Url,
+    /// Longest time a stale page hides a failing origin (`STALE_IF_ERROR_S`, seconds from when
+    /// it went stale; the origin's `stale-if-error` may ask for less). Past it, the page is
+    /// rendered while the visitor waits, and a failure reaches the visitor.
+    pub stale_if_error_s: u32,
 }
 
 /// A variable that is missing or malformed.
@@ -99,6 +103,9 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Default of `STALE_IF_ERROR_S`: one day.
+pub const DEFAULT_STALE_IF_ERROR_S: u64 = 86_400;
 
 /// Longest time background work may run after a response on Workers (`waitUntil`), in ms.
 pub const WAIT_UNTIL_LIMIT_MS: u64 = 30_000;
@@ -189,6 +196,7 @@ impl Config {
             revalidate_path,
             revalidate_secret: get("REVALIDATE_SECRET").unwrap_or_default(),
             webhook_mappings: get("WEBHOOK_MAPPINGS").unwrap_or_default(),
+            stale_if_error_s: number("STALE_IF_ERROR_S", DEFAULT_STALE_IF_ERROR_S, one_year)? as u32,
         })
     }
 
@@ -227,6 +235,9 @@ mod tests {
         assert_eq!(c.trailing_slash, TrailingSlash::Keep);
         assert!(c.bypass_cookies.contains(&"__session".to_string()));
         assert_eq!(c.revalidate_path, "/api/revalidate");
+        assert_eq!(c.stale_if_error_s, 86_400);
+        let short = Config::from_vars(vars(&[("ORIGIN_URL", "https://example.com"), ("STALE_IF_ERROR_S", "0")])).unwrap();
+        assert_eq!(short.stale_if_error_s, 0);
     }
 
     #[test]
@@ -240,6 +251,8 @@ mod tests {
             ("REGENERATE_TIMEOUT_MS", "60000"),
             ("REVALIDATE_PATH", "api"),
             ("CMS_URL", "/api"),
+            ("STALE_IF_ERROR_S", "-1"),
+            ("STALE_IF_ERROR_S", "1d"),
         ];
         for (name, value) in bad {
             let err = Config::from_vars(vars(&[("ORIGIN_URL", "http://o.test"), (name, value)])).unwrap_err();

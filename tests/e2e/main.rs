@@ -5,6 +5,7 @@
 //! Run with `make test` (or `cargo test --features e2e --test e2e` after `make build`).
 //! Pass a substring to run only matching tests: `cargo test --features e2e --test e2e -- stale`.
 
+mod answers;
 mod cms;
 mod faults;
 mod isr;
@@ -20,7 +21,7 @@ use support::Suite;
 pub type Test = (&'static str, fn(&Suite));
 
 /// Tests that leave the shared origin running, in order.
-const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, cms::TESTS];
+const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, answers::TESTS, cms::TESTS];
 
 /// Tests that stop the shared origin (and restart it, with none of the behaviour the others
 /// set): with or without a filter, they run after every selected test of [`TESTS`].
