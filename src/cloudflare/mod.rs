@@ -63,7 +63,7 @@ pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: C
         Ok(resp) => resp,
         Err(e) => {
             worker::console_error!("edge-isr: {e}");
-            CoreResponse::json_error(500, &e)
+            CoreResponse::json_error(500, &e).with_header(crate::engine::SERVER_TIMING_HEADER, "cache;desc=BYPASS")
         }
     };
     Ok(convert::to_web_response(answer)?)

@@ -58,11 +58,12 @@ fn a_worker_origin_gets_conditional_regenerations_and_failures_keep_the_page() {
         b.run_background().await;
         let kept = b.get("/c").await;
         assert_eq!(body(&kept), "v render=1", "a failing Worker never replaces the page");
-        // A MISS whose Worker fails answers 502.
-        let failed = b.get("/never-stored").await;
-        assert_eq!((failed.status, cache_state(&failed)), (200, "MISS"));
-        b.origin.reply("/gone", Reply::Network);
-        assert_eq!(b.get("/gone").await.status, 502);
+        // A MISS whose Worker fails answers 502, and nothing is stored.
+        b.origin.reply("/down", Reply::Network);
+        let failed = b.get("/down").await;
+        assert_eq!((failed.status, cache_state(&failed)), (502, "MISS"));
+        b.origin.reply("/down", Reply::page("back", &[]));
+        assert_eq!(cache_state(&b.get("/down").await), "MISS");
     });
 }
 

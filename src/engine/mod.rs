@@ -268,8 +268,10 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Err(_) => None,
         };
         // A Worker origin (ORIGIN_SERVICE) gets the visitor's URL as it is, like a Worker on the route.
-        let service = base.is_none() && self.config.origin_service.is_some();
-        let raw = if service { crate::rules::key::parse_url(&req.url).ok().map(|u| u.to_string()) } else { self.raw_origin_url(&req.url, base.as_ref().unwrap_or(&self.config.origin)) };
+        let raw = match &base {
+            None if self.config.origin_service.is_some() => crate::rules::key::parse_url(&req.url).ok().map(|u| u.to_string()),
+            _ => self.raw_origin_url(&req.url, base.as_ref().unwrap_or(&self.config.origin)),
+        };
         let Some(url) = raw else {
             return Response::json_error(400, "malformed request URL");
         };
@@ -277,7 +279,10 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let mut upstream = req;
         upstream.url = url;
         upstream.headers.remove("host");
-        let sent = if base.is_some() { self.origin.fetch(upstream, self.config.origin_timeout_ms).await } else { self.origin.fetch_page(upstream, self.config.origin_timeout_ms).await };
+        let sent = match base {
+            Some(_) => self.origin.fetch(upstream, self.config.origin_timeout_ms).await,
+            None => self.origin.fetch_page(upstream, self.config.origin_timeout_ms).await,
+        };
         match sent {
             Ok(resp) => bypass_response(resp, &reason),
             Err(e) => self.origin_error_response(&upstream_path, &e),

@@ -14,6 +14,7 @@ pub const TESTS: &[Test] = &[
     ("app_worker_cache_tags_from_its_headers", app_worker_cache_tags_from_its_headers),
     ("app_worker_regeneration_is_conditional", app_worker_regeneration_is_conditional),
     ("app_worker_throwing_keeps_the_stale_page", app_worker_throwing_keeps_the_stale_page),
+    ("app_worker_stalling_times_out", app_worker_stalling_times_out),
 ];
 
 const SHORT: Duration = Duration::from_secs(10);
@@ -151,4 +152,15 @@ fn app_worker_throwing_keeps_the_stale_page(s: &Suite) {
     behave(s, q, json!({}));
     let ok = s.get(q);
     assert_eq!((ok.status, ok.state()), (200, "MISS"), "{ok:?}");
+}
+
+fn app_worker_stalling_times_out(s: &Suite) {
+    // ORIGIN_TIMEOUT_MS is 4 s in the suite: a MISS on an app that takes 6 s is a 504.
+    let p = "/app/stalls/page";
+    behave(s, p, json!({"stall_ms": 6000}));
+    let started = std::time::Instant::now();
+    let r = s.get(p);
+    assert_eq!((r.status, r.state()), (504, "MISS"), "{r:?}");
+    assert!(started.elapsed() < Duration::from_millis(5500), "answered after {:?}", started.elapsed());
+    assert!(r.body.contains("did not answer within 4000 ms"), "{}", r.body);
 }

@@ -67,6 +67,7 @@ fn run(what: &str, start: impl FnOnce() -> Result<Suite, String>, tests: &[Test]
         }
     };
     println!("worker at {} (ready after {:.1?}); {} tests", suite.worker, started.elapsed(), tests.len());
+    let failed_before = failed.len();
     for (name, test) in tests {
         let t0 = Instant::now();
         match catch_unwind(AssertUnwindSafe(|| test(&suite))) {
@@ -82,8 +83,8 @@ fn run(what: &str, start: impl FnOnce() -> Result<Suite, String>, tests: &[Test]
     }
     let log = suite.log_path.clone();
     suite.stop();
-    if !failed.is_empty() {
-        println!("failed: {}", failed.join(", "));
+    if failed.len() > failed_before {
+        println!("failed{what}: {}", failed[failed_before..].join(", "));
         println!("wrangler output: {}", log.display());
     }
 }

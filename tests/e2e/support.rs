@@ -328,6 +328,9 @@ fn e2e_config(root: &Path, work: &Path, setup: &Setup) -> Result<PathBuf, String
         }
     }
     for (from, to) in &setup.replace {
+        if !out.contains(from.as_str()) {
+            return Err(format!("wrangler.toml no longer contains {from:?}: update the e2e Setup that replaces it"));
+        }
         out = out.replace(from.as_str(), to);
     }
     out.push_str(&setup.append);

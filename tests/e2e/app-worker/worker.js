@@ -7,7 +7,7 @@
 // (`render=N`); the control API below changes a page or reads its counters. edge-isr passes
 // the control calls (PUT, POST) through to this Worker uncached, like any other non-GET.
 //
-//   PUT  /__app/behaviour?path=/app/x  {"content": "v2", "headers": {"cache-tag": "t"}, "throw": true}
+//   PUT  /__app/behaviour?path=/app/x  {"content": "v2", "headers": {"cache-tag": "t"}, "throw": true, "stall_ms": 5000}
 //   POST /__app/stats?path=/app/x      -> {"renders": 1, "not_modified": 0, "throws": 0, "last_url": "..."}
 
 /** A tiny router: `app.get("/app/*", handler)`, exact paths or a trailing `*`. */
@@ -61,12 +61,13 @@ function statsOf(path) {
 }
 
 const app = new Router()
-  .get("/app/*", ({ request, url }) => {
+  .get("/app/*", async ({ request, url }) => {
     const path = url.pathname;
     const b = behaviours.get(path) || {};
     const s = statsOf(path);
     s.requests++;
     s.last_url = request.url;
+    if (b.stall_ms) await new Promise((resolve) => setTimeout(resolve, b.stall_ms));
     if (b.throw) {
       s.throws++;
       throw new Error(`app worker: ${path} is set to throw`);
