@@ -22,12 +22,15 @@ pub(crate) struct Timing {
 
 /// The header's value: `cache;desc=HIT, kv;dur=3, origin;dur=120`.
 pub(crate) fn value(state: &str, timing: Timing) -> String {
-    let mut v = format!("cache;desc={state}");
+    use std::fmt::Write;
+    let mut v = String::with_capacity(48);
+    // Writing to a String cannot fail.
+    let _ = write!(v, "cache;desc={state}");
     if let Some(ms) = timing.kv_ms {
-        v.push_str(&format!(", kv;dur={ms}"));
+        let _ = write!(v, ", kv;dur={ms}");
     }
     if let Some(ms) = timing.origin_ms {
-        v.push_str(&format!(", origin;dur={ms}"));
+        let _ = write!(v, ", origin;dur={ms}");
     }
     v
 }
