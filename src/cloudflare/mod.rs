@@ -48,7 +48,12 @@ pub const PAGES_BINDING: &str = "PAGES";
 
 thread_local! {
     /// State shared by every request this isolate serves: renders and regenerations in flight.
-    static ISOLATE: Rc<Isolate> = Isolate::new();
+    static ISOLATE: Rc<Isolate> = {
+        let isolate = Isolate::new();
+        // Names this isolate's counter keys (engine::stats): random, so isolates never share one.
+        isolate.stats.set_id(&format!("{:012x}", (js_sys::Math::random() * 2f64.powi(48)) as u64));
+        isolate
+    };
     /// The configuration, read from `[vars]` and secrets on the isolate's first request (they
     /// cannot change during an isolate's life: a new deployment starts new isolates).
     static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };

@@ -7,6 +7,7 @@
 //! (a cross-site form cannot send `application/json`, and `Origin`/`Sec-Fetch-Site` are checked).
 //! With no secret configured the admin page is off.
 
+use super::admin_search::PageQuery;
 use super::Engine;
 use crate::rules::freshness::{freshness_within, Freshness};
 use crate::http::{Request, Response};
@@ -24,7 +25,7 @@ use std::collections::BTreeMap;
 /// Path of the admin page; its actions are below it.
 pub const ADMIN_PATH: &str = "/__isr/admin";
 
-/// Most pages listed (one KV list call).
+/// Most pages listed at once (one KV list call); more are a click on "next" away.
 pub const ADMIN_PAGE_LIMIT: u32 = 1000;
 
 const TEMPLATE: &str = include_str!("admin.html");
@@ -50,6 +51,15 @@ pub struct PageRow {
     pub tags: Vec<String>,
 }
 
+/// One page of the admin page's list.
+#[derive(Debug)]
+pub struct Listing {
+    /// The pages.
+    pub rows: Vec<PageRow>,
+    /// KV's cursor of the next ones, when there are more.
+    pub next_cursor: Option<String>,
+}
+
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Answers the admin page and its actions.
     pub async fn handle_admin(&self, req: Request) -> Response {
@@ -63,7 +73,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let path = crate::rules::key::parse_url(&req.url).map(|u| u.path().to_string()).unwrap_or_default();
         let action = path.strip_prefix(ADMIN_PATH).unwrap_or("");
         let resp = match (req.method.as_str(), action) {
-            ("GET", "" | "/") => self.admin_page().await,
+            ("GET", "" | "/") => self.admin_page(&req).await,
             ("POST", "/revalidate") | ("POST", "/prerender") => match same_origin_json(&req) {
                 Err(why) => Response::json_error(403, why),
                 Ok(()) if action == "/revalidate" => self.admin_revalidate(&req).await,
@@ -78,17 +88,22 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         resp.with_header("cache-control", "no-store").with_header("x-robots-tag", "noindex")
     }
 
-    async fn admin_page(&self) -> Response {
-        let (pages, truncated) = match self.page_rows().await {
+    async fn admin_page(&self, req: &Request) -> Response {
+        let query = crate::rules::key::parse_url(&req.url).map(|u| PageQuery::from_url(&u)).unwrap_or_default();
+        let listing = match self.page_rows(&query, &self.request_host(req)).await {
             Ok(r) => r,
             Err(e) => return Response::json_error(503, &format!("listing pages failed: {e}")),
         };
-        let context = serde_json::json!({
-            "count": pages.len(),
-            "pages": pages,
-            "truncated": truncated,
+        let mut context = serde_json::json!({
+            "count": listing.rows.len(),
+            "pages": listing.rows,
+            "next": listing.next_cursor.as_deref().map(|c| query.next_query(c)),
+            "first": query.cursor.as_ref().map(|_| PageQuery { cursor: None, ..query.clone() }.next_query("")),
+            "prefix": query.prefix,
+            "tag": query.tag,
             "version": self.config.cache_version,
         });
+        context["stats"] = self.admin_stats().await;
         let rendered = Templates::new(&[("admin.html", TEMPLATE)])
             .map_err(|e| e.0)
             .and_then(|t| t.render("admin.html", &context).map_err(|e| e.to_string()));
@@ -103,11 +118,13 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }
     }
 
-    /// Every stored page (up to [`ADMIN_PAGE_LIMIT`]) with its state and tags: two KV list calls.
-    pub async fn page_rows(&self) -> Result<(Vec<PageRow>, bool), crate::store::StoreError> {
+    /// The stored pages `query` asks for (up to [`ADMIN_PAGE_LIMIT`]) with their state and
+    /// tags, and where the next ones start: two KV list calls (a tag search also reads each
+    /// page's state, see [`super::admin_search`]).
+    pub async fn page_rows(&self, query: &PageQuery, host: &str) -> Result<Listing, crate::store::StoreError> {
         let version = &self.config.cache_version;
         let now = self.clock.now_ms();
-        let pages = self.store.list(&layout::page_prefix(version, ""), None, ADMIN_PAGE_LIMIT).await?;
+        let (pages, next_cursor) = self.search_pages(query, host).await?;
         let members = self.store.list(&format!("t/{version}/"), None, ADMIN_PAGE_LIMIT).await?;
         let mut tags: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for key in &members.keys {
@@ -116,7 +133,6 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             }
         }
         let rows = pages
-            .keys
             .iter()
             .filter_map(|k| {
                 let id = layout::page_id_of(version, &k.name)?;
@@ -139,7 +155,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 })
             })
             .collect();
-        Ok((rows, !pages.complete))
+        Ok(Listing { rows, next_cursor })
     }
 
     async fn admin_revalidate(&self, req: &Request) -> Response {
@@ -249,7 +265,7 @@ mod tests {
             b.get("/b").await;
             b.run_background().await;
             b.clock.advance(5_000);
-            let rows = b.engine().page_rows().await.unwrap().0;
+            let rows = b.engine().page_rows(&PageQuery::default(), "site.test").await.unwrap().rows;
             assert_eq!(rows.len(), 2);
             let a = rows.iter().find(|r| r.path == "/a").unwrap();
             assert_eq!((a.state, a.age, a.revalidate, a.status), ("fresh", 5, 100, 200));
@@ -276,7 +292,7 @@ mod tests {
             call.body = r#"{"tags": ["posts"]}"#.into();
             let resp = b.send(call).await;
             assert_eq!(resp.status, 200, "{}", body(&resp));
-            let rows = b.engine().page_rows().await.unwrap().0;
+            let rows = b.engine().page_rows(&PageQuery::default(), "site.test").await.unwrap().rows;
             assert_eq!((rows[0].state, rows[0].invalidated), ("stale", true));
         });
     }
@@ -300,6 +316,111 @@ mod tests {
             assert_eq!(b.send(fetched).await.status, 403);
             assert_eq!(b.send(admin("DELETE", "", "s3cret")).await.status, 405);
             assert_eq!(b.send(admin("GET", "/nope", "s3cret")).await.status, 404);
+        });
+    }
+
+    #[test]
+    fn past_a_thousand_pages_the_admin_page_goes_on_with_kvs_cursor() {
+        let b = bench();
+        let now = crate::runtime::clock::Clock::now_ms(&b.clock);
+        block_on(async {
+            for i in 0..1001 {
+                if i % 500 == 0 {
+                    b.kv.begin_invocation();
+                }
+                let opts = crate::store::PutOptions { metadata: Some(crate::testing::page_meta(now, 60).encode().unwrap()), expiration_ttl: None };
+                b.kv.put(&layout::page_key("1", &format!("site.test/p/{i:04}")), "x".into(), opts).await.unwrap();
+            }
+            let html = body(&b.send(admin("GET", "", "s3cret")).await);
+            assert_eq!(html.matches("<tr data-page=").count(), 1000);
+            assert!(html.contains("1000 page(s) listed"), "{html}");
+            let next = html.split("id=\"next-page\" href=\"").nth(1).expect("a next-page link").split('"').next().unwrap().replace("&amp;", "&");
+            let second = body(&b.send(admin("GET", &next, "s3cret")).await);
+            assert_eq!(second.matches("<tr data-page=").count(), 1, "{second}");
+            assert!(second.contains("<code>site.test/p/1000</code>"));
+            assert!(!second.contains("id=\"next-page\""));
+            assert!(second.contains("id=\"first-page\""));
+            // A smaller page size pages the same way.
+            let small = body(&b.send(admin("GET", "?limit=2&prefix=/p/09", "s3cret")).await);
+            assert_eq!(small.matches("<tr data-page=").count(), 2);
+            assert!(small.contains("limit=2"), "the next link keeps the page size");
+        });
+    }
+
+    #[test]
+    fn the_admin_page_searches_by_path_prefix_and_by_tag() {
+        let b = bench();
+        b.origin.reply("/blog/a", crate::testing::Reply::page("a", &[("cache-tag", "posts, post/a")]));
+        b.origin.reply("/blog/b", crate::testing::Reply::page("b", &[("cache-tag", "posts")]));
+        b.origin.reply("/about", crate::testing::Reply::page("c", &[("cache-tag", "pages")]));
+        block_on(async {
+            for p in ["/blog/a", "/blog/b", "/about"] {
+                b.get(p).await;
+            }
+            b.run_background().await;
+            let engine = b.engine();
+            let paths = |rows: Vec<PageRow>| rows.into_iter().map(|r| r.path).collect::<Vec<_>>();
+            let q = |prefix: &str, tag: &str| PageQuery { prefix: prefix.into(), tag: tag.into(), ..PageQuery::default() };
+            assert_eq!(paths(engine.page_rows(&q("/blog/", ""), "site.test").await.unwrap().rows), ["/blog/a", "/blog/b"]);
+            assert_eq!(paths(engine.page_rows(&q("", "posts"), "site.test").await.unwrap().rows), ["/blog/a", "/blog/b"]);
+            assert_eq!(paths(engine.page_rows(&q("", "post/a"), "site.test").await.unwrap().rows), ["/blog/a"]);
+            assert_eq!(paths(engine.page_rows(&q("/blog/b", "posts"), "site.test").await.unwrap().rows), ["/blog/b"]);
+            assert!(engine.page_rows(&q("", "nope"), "site.test").await.unwrap().rows.is_empty());
+            let html = body(&b.send(admin("GET", "?tag=post%2Fa", "s3cret")).await);
+            assert_eq!(html.matches("<tr data-page=").count(), 1, "{html}");
+            assert!(html.contains("tagged <code>post/a</code>"));
+            assert!(html.contains(r#"name="tag" value="post/a""#));
+        });
+    }
+
+    #[test]
+    fn the_admin_page_charts_the_last_hour_of_every_isolate() {
+        let b = bench();
+        b.origin.reply("/a", crate::testing::Reply::page("a", &[]));
+        block_on(async {
+            let html = body(&b.send(admin("GET", "", "s3cret")).await);
+            assert_eq!(html.matches("no data in the last hour").count(), 4, "{html}");
+            let other = b.other_isolate(0);
+            b.get("/a").await;
+            b.get("/a").await;
+            other.get("/a").await;
+            b.run_background().await;
+            other.run_background().await;
+            b.clock.advance(60_000);
+            b.get("/a").await;
+            other.get("/a").await;
+            b.run_background().await;
+            other.run_background().await;
+            let html = body(&b.send(admin("GET", "", "s3cret")).await);
+            for title in ["Hit ratio", "Renders", "Failures", "Origin latency"] {
+                assert!(html.contains(&format!(r#"data-chart="{title}""#)), "{title}");
+            }
+            // b: MISS, then HIT from its own render in flight; the other isolate: MISS.
+            assert!(html.contains("HIT 1 · STALE 0 · MISS 2"), "{html}");
+            assert!(html.contains("33% of 3"), "{html}");
+            assert!(html.contains("<circle"), "one minute of data: dots");
+            assert!(html.contains("−59 min") && html.contains(">now<") && html.contains(">100%<"));
+        });
+    }
+
+    #[test]
+    fn with_counters_off_the_admin_page_says_so() {
+        let config = crate::rules::config::Config::from_vars(|n| match n {
+            "ORIGIN_URL" => Some("http://origin.test".into()),
+            "REVALIDATE_SECRET" => Some("s3cret".into()),
+            "STATS_INTERVAL_S" => Some("0".into()),
+            _ => None,
+        })
+        .unwrap();
+        let b = Bench::with_config(config);
+        block_on(async {
+            b.get("/a").await;
+            b.clock.advance(120_000);
+            b.get("/a").await;
+            b.run_background().await;
+            assert!(!b.kv.visible_keys().iter().any(|k| k.starts_with("m/")));
+            let html = body(&b.send(admin("GET", "", "s3cret")).await);
+            assert!(html.contains("id=\"stats-off\""), "{html}");
         });
     }
 }

@@ -14,6 +14,9 @@
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
 mod admin;
+mod admin_charts;
+mod admin_search;
+mod admin_stats;
 pub mod backoff;
 mod index;
 mod invalidate;
@@ -23,6 +26,7 @@ mod produce;
 mod revalidate;
 mod regenerate;
 mod render;
+pub mod stats;
 mod timing;
 mod write;
 
@@ -48,7 +52,8 @@ use timing::Timing;
 
 pub use invalidate::InvalidationOutcome;
 pub use timing::SERVER_TIMING_HEADER;
-pub use admin::{PageRow, ADMIN_PATH};
+pub use admin::{Listing, PageRow, ADMIN_PATH};
+pub use admin_search::PageQuery;
 pub use produce::Hints;
 pub use render::RenderOutcome;
 pub use prerender::{params_from_listing, PrerenderJob, PrerenderReport, PRERENDER_BATCH};
@@ -70,6 +75,8 @@ pub struct Isolate {
     pub(crate) renders: render::InFlightRenders,
     /// Keys whose MISS renders failed recently: their visitors get the recent error.
     pub failing_renders: backoff::FailingRenders,
+    /// Counters of this isolate's answers and renders, written to KV once per interval.
+    pub stats: stats::IsolateStats,
 }
 
 impl Isolate {
@@ -79,6 +86,7 @@ impl Isolate {
             regenerations: IsolateState::new(),
             renders: Default::default(),
             failing_renders: Default::default(),
+            stats: Default::default(),
         })
     }
 }
@@ -148,8 +156,14 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         self
     }
 
-    /// Answers one visitor request.
+    /// Answers one visitor request (and counts the answer, see [`stats`]).
     pub async fn handle(&self, req: Request) -> Response {
+        let resp = self.answer(req).await;
+        self.count_answer(&resp);
+        resp
+    }
+
+    async fn answer(&self, req: Request) -> Response {
         // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
         let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {

@@ -31,6 +31,14 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// proxy the stored page's validators. `Err` means no answer at all (network, timeout):
     /// the caller keeps the stored page, or answers 502/504.
     pub(crate) async fn produce(&self, key: &CacheKey, purpose: &str, previous: Option<&PageMeta>, timeout_ms: u64) -> Result<Produced, OriginError> {
+        let started = self.clock.now_ms();
+        let produced = self.produce_uncounted(key, purpose, previous, timeout_ms).await;
+        let failed = produced.as_ref().map_or(true, |p| crate::rules::freshness::is_origin_failure(p.resp.status));
+        self.count_render(purpose, started, failed);
+        produced
+    }
+
+    async fn produce_uncounted(&self, key: &CacheKey, purpose: &str, previous: Option<&PageMeta>, timeout_ms: u64) -> Result<Produced, OriginError> {
         let matched = self.site.route_for(&key.path);
         let route = &matched.route.route;
         let tags = matched.route.tags_for(&matched.params);

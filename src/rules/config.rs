@@ -89,6 +89,9 @@ pub struct Config {
     /// it went stale; the origin's `stale-if-error` may ask for less). Past it, the page is
     /// rendered while the visitor waits, and a failure reaches the visitor.
     pub stale_if_error_s: u32,
+    /// How often each isolate writes its counters to KV (`STATS_INTERVAL_S`, 60 to 3600
+    /// seconds; 0 turns the counters and the admin page's charts off). Default 60.
+    pub stats_interval_s: u64,
 }
 
 /// A variable that is missing or malformed.
@@ -220,6 +223,7 @@ impl Config {
             revalidate_secret: get("REVALIDATE_SECRET").unwrap_or_default(),
             webhook_mappings: get("WEBHOOK_MAPPINGS").unwrap_or_default(),
             stale_if_error_s: number("STALE_IF_ERROR_S", DEFAULT_STALE_IF_ERROR_S, one_year)? as u32,
+            stats_interval_s: stats_interval(number("STATS_INTERVAL_S", 60, 3_600)?)?,
         })
     }
 
@@ -229,6 +233,15 @@ impl Config {
         Config::from_vars(move |name| (name == "ORIGIN_URL").then(|| origin.clone()))
             .expect("test origin URL is valid")
     }
+}
+
+/// `STATS_INTERVAL_S` must be 0 (off) or at least a minute: the charts are per minute, and
+/// shorter intervals would only multiply KV writes.
+fn stats_interval(s: u64) -> Result<u64, ConfigError> {
+    if s != 0 && s < 60 {
+        return Err(ConfigError { var: "STATS_INTERVAL_S", problem: format!("{s} is under 60 (use 0 to turn the counters off)") });
+    }
+    Ok(s)
 }
 
 /// Session and preview cookies of common frameworks: their presence means a personalised page.
@@ -261,6 +274,9 @@ mod tests {
         assert_eq!(c.stale_if_error_s, 86_400);
         let short = Config::from_vars(vars(&[("ORIGIN_URL", "https://example.com"), ("STALE_IF_ERROR_S", "0")])).unwrap();
         assert_eq!(short.stale_if_error_s, 0);
+        assert_eq!(c.stats_interval_s, 60);
+        let off = Config::from_vars(vars(&[("ORIGIN_URL", "https://example.com"), ("STATS_INTERVAL_S", "0")])).unwrap();
+        assert_eq!(off.stats_interval_s, 0);
     }
 
     #[test]
@@ -276,6 +292,8 @@ mod tests {
             ("CMS_URL", "/api"),
             ("STALE_IF_ERROR_S", "-1"),
             ("STALE_IF_ERROR_S", "1d"),
+            ("STATS_INTERVAL_S", "30"),
+            ("STATS_INTERVAL_S", "7200"),
         ];
         for (name, value) in bad {
             let err = Config::from_vars(vars(&[("ORIGIN_URL", "http://o.test"), (name, value)])).unwrap_err();

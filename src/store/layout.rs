@@ -7,6 +7,7 @@
 //! | `t/{version}/{tag}/{page id}` | empty: "page carries tag" (the tag index) | — |
 //! | `g/{version}/{page id}` | the page's tags, JSON array (to remove members when tags change) | — |
 //! | `s/{version}/{route pattern}` | a route's static parameters read from the CMS, with when | — |
+//! | `m/{interval start ms}/{isolate id}` | empty; one isolate's counters of one interval, expiring after an hour (any version) | [`crate::engine::stats::Counters`] |
 //!
 //! The tag index is one key per (tag, page) pair, read back with `list({prefix})`: no shared
 //! value is ever read-modified-written, so concurrent writers cannot lose members and no key is
@@ -67,6 +68,17 @@ pub fn listing_key(version: &str, pattern: &str) -> String {
 /// KV key of a page's regeneration lease.
 pub fn lease_key(version: &str, page_id: &str) -> String {
     format!("l/{version}/{page_id}")
+}
+
+/// KV key of one isolate's counters for the interval starting at `start_ms` (zero-padded, so
+/// keys list in time order).
+pub fn stats_key(start_ms: u64, isolate_id: &str) -> String {
+    shorten(format!("{}{start_ms:013}/{isolate_id}", stats_prefix()), 200)
+}
+
+/// Prefix of every counters key.
+pub fn stats_prefix() -> String {
+    "m/".to_string()
 }
 
 #[cfg(test)]

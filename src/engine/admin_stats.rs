@@ -1,0 +1,40 @@
+//! The admin page's "last hour" section: every isolate's counters read from KV
+//! ([`super::stats`]), summed per slot and drawn ([`super::admin_charts`]).
+
+use super::admin_charts::hour_charts;
+use super::stats::{hour_slots, Counters};
+use super::Engine;
+use crate::runtime::origin::Origin;
+use crate::store::KvStore;
+
+impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
+    /// The template context of the charts: `off` when `STATS_INTERVAL_S` is 0, `error` when KV
+    /// could not be read, otherwise the charts, the hour's totals, and how many isolates wrote.
+    pub(crate) async fn admin_stats(&self) -> serde_json::Value {
+        let interval_s = self.config.stats_interval_s;
+        let unavailable = |off: bool, error: String| serde_json::json!({ "off": off, "error": error, "interval_s": interval_s, "charts": [], "totals": {}, "buckets": 0, "partial": false });
+        if interval_s == 0 {
+            return unavailable(true, String::new());
+        }
+        let (buckets, partial) = match self.stats_of_last_hour().await {
+            Ok(r) => r,
+            Err(e) => return unavailable(false, e.to_string()),
+        };
+        let slot_s = interval_s.max(60);
+        let slots = hour_slots(&buckets, self.clock.now_ms(), slot_s);
+        let mut hour = Counters::default();
+        slots.iter().for_each(|s| hour.merge(s));
+        serde_json::json!({
+            "off": false,
+            "error": "",
+            "interval_s": interval_s,
+            "charts": hour_charts(&slots, slot_s),
+            "totals": {
+                "hit": hour.hit, "stale": hour.stale, "miss": hour.miss, "bypass": hour.bypass,
+                "renders": hour.renders, "failures": hour.failures,
+            },
+            "buckets": buckets.len(),
+            "partial": partial,
+        })
+    }
+}
