@@ -395,10 +395,13 @@ mod tests {
             for title in ["Hit ratio", "Renders", "Failures", "Origin latency"] {
                 assert!(html.contains(&format!(r#"data-chart="{title}""#)), "{title}");
             }
-            // b: MISS, then HIT from its own render in flight; the other isolate: MISS.
-            assert!(html.contains("HIT 1 · STALE 0 · MISS 2"), "{html}");
-            assert!(html.contains("33% of 3"), "{html}");
-            assert!(html.contains("<circle"), "one minute of data: dots");
+            // Written: b's MISS, then HIT from its own render in flight; the other isolate's
+            // MISS. Not written yet: b's STALE of this minute and its regeneration (the admin
+            // page's own isolate shows its interval in progress).
+            assert!(html.contains("HIT 1 · STALE 1 · MISS 2"), "{html}");
+            assert!(html.contains("50% of 4"), "{html}");
+            assert!(html.contains("3 renders, 1 of them background regenerations"), "{html}");
+            assert!(html.contains("<polyline"), "two minutes of data: lines");
             assert!(html.contains("−59 min") && html.contains(">now<") && html.contains(">100%<"));
         });
     }

@@ -105,6 +105,7 @@ pub fn hour_charts(slots: &[Counters], slot_s: u64) -> Vec<Chart> {
     let failures: u64 = slots.iter().map(|s| s.failures).sum();
     let mut hour = Counters::default();
     slots.iter().for_each(|s| hour.merge(s));
+    let has_data = !hour.is_empty();
     let ratio = match hour.hit_ratio_percent() {
         Some(r) => format!("{r:.0}% of {} cached-or-rendered answers came from the cache", hour.hit + hour.stale + hour.miss),
         None => "no HIT, STALE or MISS answer in the last hour".to_string(),
@@ -119,6 +120,7 @@ pub fn hour_charts(slots: &[Counters], slot_s: u64) -> Vec<Chart> {
             "%",
             ratio,
             slot_s,
+            has_data,
             Some(100.0),
             vec![("HIT + STALE share of answers", "#1f8a4c", slots.iter().map(|s| s.hit_ratio_percent()).collect())],
         ),
@@ -127,6 +129,7 @@ pub fn hour_charts(slots: &[Counters], slot_s: u64) -> Vec<Chart> {
             &per,
             format!("{renders} renders, {regenerations} of them background regenerations"),
             slot_s,
+            has_data,
             None,
             vec![
                 ("all renders", "#2463c7", slots.iter().map(|s| Some(s.renders as f64)).collect()),
@@ -138,6 +141,7 @@ pub fn hour_charts(slots: &[Counters], slot_s: u64) -> Vec<Chart> {
             &per,
             format!("{failures} failed renders (no answer, timeout or 5xx)"),
             slot_s,
+            has_data,
             None,
             vec![("failed renders", "#c62828", slots.iter().map(|s| Some(s.failures as f64)).collect())],
         ),
@@ -146,6 +150,7 @@ pub fn hour_charts(slots: &[Counters], slot_s: u64) -> Vec<Chart> {
             "ms",
             latency,
             slot_s,
+            has_data,
             None,
             vec![
                 ("average", "#2463c7", slots.iter().map(|s| s.latency_avg_ms()).collect()),
@@ -155,11 +160,12 @@ pub fn hour_charts(slots: &[Counters], slot_s: u64) -> Vec<Chart> {
     ]
 }
 
-fn chart(title: &str, y_label: &str, summary: String, slot_s: u64, fixed_max: Option<f64>, series: Vec<(&str, &'static str, Vec<Option<f64>>)>) -> Chart {
+fn chart(title: &str, y_label: &str, summary: String, slot_s: u64, has_data: bool, fixed_max: Option<f64>, series: Vec<(&str, &'static str, Vec<Option<f64>>)>) -> Chart {
     let n = series.first().map_or(0, |s| s.2.len());
     let data_max = series.iter().flat_map(|s| s.2.iter().flatten()).fold(0.0_f64, |a, b| a.max(*b));
-    let empty = series.iter().all(|s| s.2.iter().flatten().all(|v| *v == 0.0)) && fixed_max.is_none()
-        || series.iter().all(|s| s.2.iter().all(Option::is_none));
+    // Counts are 0 where no isolate reported (none served anything); a chart is empty only
+    // when no slot has data at all.
+    let empty = !has_data || series.iter().all(|s| s.2.iter().all(Option::is_none));
     let (max, step) = match fixed_max {
         Some(m) => (m, m / 4.0),
         None => nice_scale(data_max),
@@ -178,12 +184,17 @@ fn chart(title: &str, y_label: &str, summary: String, slot_s: u64, fixed_max: Op
     let x_ticks = if n == 0 {
         Vec::new()
     } else {
-        [0.0, 0.25, 0.5, 0.75, 1.0]
-            .iter()
-            .map(|f| {
-                let i = ((n - 1) as f64 * f).round() as usize;
-                let minutes_ago = (n - 1 - i) as u64 * slot_s / 60;
-                Tick { at: round1(x_of(i)), label: if minutes_ago == 0 { "now".into() } else { format!("−{minutes_ago} min") } }
+        // The oldest slot, then every quarter hour back from now.
+        let oldest = (n - 1) as u64 * slot_s / 60;
+        let mut marks: Vec<u64> = vec![oldest];
+        marks.extend([45, 30, 15, 0].into_iter().filter(|m| *m < oldest || (*m == 0 && oldest == 0)));
+        marks.dedup();
+        marks
+            .into_iter()
+            .filter_map(|minutes_ago| {
+                let back = (minutes_ago * 60 / slot_s.max(1)) as usize;
+                let i = (n - 1).checked_sub(back)?;
+                Some(Tick { at: round1(x_of(i)), label: if minutes_ago == 0 { "now".into() } else { format!("−{minutes_ago} min") } })
             })
             .collect()
     };
@@ -307,7 +318,8 @@ mod tests {
         let (top, bottom) = (ratio.frame.top, ratio.frame.bottom);
         assert!((y - (bottom - 0.75 * (bottom - top))).abs() < 0.11, "{y}");
         assert_eq!(ratio.y_ticks.last().unwrap().label, "100%");
-        assert_eq!(ratio.x_ticks.first().unwrap().label, "−59 min");
+        let labels: Vec<&str> = ratio.x_ticks.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["−59 min", "−45 min", "−30 min", "−15 min", "now"]);
         assert_eq!(ratio.x_ticks.last().unwrap().label, "now");
         assert!(ratio.summary.starts_with("75% of"), "{}", ratio.summary);
     }
@@ -327,6 +339,9 @@ mod tests {
         assert!(latency.summary.contains("average 300 ms, slowest 480 ms"), "{}", latency.summary);
         assert!(!charts[2].empty);
         assert!(charts[2].summary.starts_with("1 failed"));
+        let mut no_failures = slots(60);
+        no_failures[3].hit = 1;
+        assert!(!hour_charts(&no_failures, 60)[2].empty, "0 failures is data, not an empty chart");
         let idle = hour_charts(&slots(60), 60);
         assert!(idle.iter().all(|c| c.empty), "{idle:?}");
         assert_eq!(hour_charts(&slots(12), 300)[1].y_label, "per 5 min");

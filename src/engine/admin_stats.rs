@@ -1,5 +1,6 @@
 //! The admin page's "last hour" section: every isolate's counters read from KV
-//! ([`super::stats`]), summed per slot and drawn ([`super::admin_charts`]).
+//! ([`super::stats`]) and this isolate's unwritten ones, summed per slot and drawn
+//! ([`super::admin_charts`]).
 
 use super::admin_charts::hour_charts;
 use super::stats::{hour_slots, Counters};
@@ -16,10 +17,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         if interval_s == 0 {
             return unavailable(true, String::new());
         }
-        let (buckets, partial) = match self.stats_of_last_hour().await {
+        let (mut buckets, partial) = match self.stats_of_last_hour().await {
             Ok(r) => r,
             Err(e) => return unavailable(false, e.to_string()),
         };
+        // This isolate's own interval in progress, so the page is up to date for its traffic.
+        buckets.extend(self.isolate.stats.unwritten());
         let slot_s = interval_s.max(60);
         let slots = hour_slots(&buckets, self.clock.now_ms(), slot_s);
         let mut hour = Counters::default();

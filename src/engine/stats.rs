@@ -211,9 +211,17 @@ impl IsolateStats {
         }
     }
 
-    /// The bucket being filled (for tests and the admin page's "this isolate" line).
+    /// The bucket being filled.
     pub fn current(&self) -> Counters {
         self.current.borrow().clone()
+    }
+
+    /// What this isolate counted that is not in KV yet: finished buckets waiting for a request
+    /// to write them, and the one being filled (the admin page adds them to what it reads).
+    pub fn unwritten(&self) -> Vec<Counters> {
+        let mut all = self.ready.borrow().clone();
+        all.extend(Some(self.current()).filter(|c| !c.is_empty()));
+        all
     }
 
     fn id_or(&self, now_ms: u64) -> String {

@@ -138,15 +138,21 @@ fn admin_page_needs_the_password_and_lists_pages(s: &Suite) {
     assert_eq!(forged.status, 403);
 }
 
-/// Opens the admin page in headless Chromium (Playwright), clicks "revalidate tag" for a
-/// page's tag, and waits for the page's row to turn from fresh to stale. Screenshots go to
-/// `target/e2e/admin-before.png` and `target/e2e/admin-after.png`.
+/// Opens the admin page in headless Chromium (Playwright): checks the last hour's charts,
+/// searches by path prefix and by tag, pages through the list with KV's cursor, clicks
+/// "revalidate tag" for a page's tag, and waits for the page's row to turn from fresh to
+/// stale. Screenshots go to `target/e2e/` (`admin-charts.png`, `admin-search.png`,
+/// `admin-before.png`, `admin-after.png`).
 fn browser_admin_page_revalidates_a_tag(s: &Suite) {
     let slug = "e2e-browser";
     let path = format!("/blog/{slug}");
     s.write_post(slug, &post("Seen in a browser"));
     s.get(&path);
     wait_stored(s, &path);
+    // A second page, so that the browser can page through the list one row at a time.
+    s.write_post("e2e-paged-too", &post("Also listed"));
+    s.get("/blog/e2e-paged-too");
+    wait_stored(s, "/blog/e2e-paged-too");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let shots = root.join("target/e2e");
     let status = Command::new("node")
@@ -162,5 +168,6 @@ fn browser_admin_page_revalidates_a_tag(s: &Suite) {
         .expect("running node tests/browser/admin.mjs");
     assert!(status.success(), "the browser test failed (its output is above)");
     assert!(shots.join("admin-after.png").is_file());
+    assert!(shots.join("admin-charts.png").is_file());
     assert_eq!(s.get(&path).state(), "STALE", "the click invalidated the page for visitors too");
 }
