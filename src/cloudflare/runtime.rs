@@ -2,7 +2,7 @@
 
 use crate::runtime::background::{Background, Task};
 use crate::runtime::clock::{Clock, Millis};
-use crate::runtime::log::{Level, Logger};
+use crate::runtime::log::{Level, LogLine, Logger};
 use futures_util::future::LocalBoxFuture;
 use std::time::Duration;
 use worker::{Context, Date, Delay, ScheduleContext};
@@ -45,15 +45,17 @@ impl Background for WaitUntil {
     }
 }
 
-/// Log lines to the console (`wrangler tail`, `wrangler dev` output, Workers Logs).
+/// Log lines to the console (`wrangler tail`, `wrangler dev` output, Workers Logs), one JSON
+/// object each.
 pub struct ConsoleLogger;
 
 impl Logger for ConsoleLogger {
-    fn log(&self, level: Level, message: &str) {
+    fn event(&self, level: Level, event: &str, key: &str, reason: &str) {
+        let line = LogLine { level, event: event.into(), key: key.into(), reason: reason.into() }.to_json();
         match level {
-            Level::Info => worker::console_log!("edge-isr: {message}"),
-            Level::Warn => worker::console_warn!("edge-isr: {message}"),
-            Level::Error => worker::console_error!("edge-isr: {message}"),
+            Level::Info => worker::console_log!("{line}"),
+            Level::Warn => worker::console_warn!("{line}"),
+            Level::Error => worker::console_error!("{line}"),
         }
     }
 }
