@@ -401,6 +401,7 @@ mod tests {
             assert!(html.contains("HIT 1 · STALE 1 · MISS 2"), "{html}");
             assert!(html.contains("50% of 4"), "{html}");
             assert!(html.contains("3 renders, 1 of them background regenerations"), "{html}");
+            assert!(html.contains(r#"<span id="stats-written">2</span>"#), "{html}");
             assert!(html.contains("<polyline"), "two minutes of data: lines");
             assert!(html.contains("−59 min") && html.contains(">now<") && html.contains(">100%<"));
         });

@@ -10,10 +10,11 @@ use crate::store::KvStore;
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// The template context of the charts: `off` when `STATS_INTERVAL_S` is 0, `error` when KV
-    /// could not be read, otherwise the charts, the hour's totals, and how many isolates wrote.
+    /// could not be read, otherwise the charts, the hour's totals, and how many intervals were
+    /// read from KV (`written`).
     pub(crate) async fn admin_stats(&self) -> serde_json::Value {
         let interval_s = self.config.stats_interval_s;
-        let unavailable = |off: bool, error: String| serde_json::json!({ "off": off, "error": error, "interval_s": interval_s, "charts": [], "totals": {}, "buckets": 0, "partial": false });
+        let unavailable = |off: bool, error: String| serde_json::json!({ "off": off, "error": error, "interval_s": interval_s, "charts": [], "totals": {}, "written": 0, "partial": false });
         if interval_s == 0 {
             return unavailable(true, String::new());
         }
@@ -21,6 +22,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Ok(r) => r,
             Err(e) => return unavailable(false, e.to_string()),
         };
+        let written = buckets.len();
         // This isolate's own interval in progress, so the page is up to date for its traffic.
         buckets.extend(self.isolate.stats.unwritten());
         let slot_s = interval_s.max(60);
@@ -36,7 +38,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 "hit": hour.hit, "stale": hour.stale, "miss": hour.miss, "bypass": hour.bypass,
                 "renders": hour.renders, "failures": hour.failures,
             },
-            "buckets": buckets.len(),
+            "written": written,
             "partial": partial,
         })
     }
