@@ -318,4 +318,6 @@ mod tests;
 #[cfg(test)]
 mod invalidation_tests;
 #[cfg(test)]
+mod lost_invalidation_tests;
+#[cfg(test)]
 mod site_tests;

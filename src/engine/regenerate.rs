@@ -102,9 +102,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 Regenerated::Failed(format!("new render cannot be stored: {}", reason.as_str()))
             }
             Err(reason) => {
-                if let Err(e) = self.delete_with_retry(page_key).await {
-                    self.log(Level::Warn, &format!("removing {page_key} failed: {e}"));
-                }
+                self.remove_page(page_key).await;
                 Regenerated::Removed(reason)
             }
         }
@@ -142,7 +140,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         let opts = PutOptions {
             metadata: Some(metadata),
-            expiration_ttl: None,
+            expiration_ttl: meta.expiration_ttl_s(self.clock.now_ms()),
         };
         match self.put_with_retry(page_key, body, opts).await {
             Ok(()) => {

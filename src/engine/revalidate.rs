@@ -39,7 +39,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let hosts = self.invalidation_hosts(&req);
         let outcome = self.invalidate(&hosts, &invalidation).await;
         self.log(Level::Info, &format!("revalidation webhook accepted ({})", method.as_str()));
-        Response::json(200, &outcome.to_json(invalidation.mode))
+        Response::json(outcome.status(), &outcome.to_json(invalidation.mode))
     }
 
     /// Hosts whose pages a webhook call invalidates: the configured `CACHE_HOSTS`, or the host
