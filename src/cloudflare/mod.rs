@@ -104,13 +104,17 @@ pub async fn queue<E: std::fmt::Display>(batch: MessageBatch<String>, env: Env, 
     Ok(())
 }
 
-/// The worker's `scheduled` handler (`[triggers] crons`): pre-renders the static pages of the
-/// first `CACHE_HOSTS` host.
+/// The worker's `scheduled` handler (`[triggers] crons`): deletes what retired cache versions
+/// left in KV, and pre-renders the static pages of the first `CACHE_HOSTS` host.
 pub async fn scheduled<E: std::fmt::Display>(event: ScheduledEvent, env: Env, ctx: ScheduleContext, make_site: fn() -> std::result::Result<Site, E>) {
     let engine = match build_engine(&env, WaitUntil::Scheduled(ctx), make_site) {
         Ok(e) => e,
         Err(e) => return worker::console_error!("edge-isr: {e}"),
     };
+    let cleanup = engine.clean_old_versions().await;
+    if !cleanup.retired.is_empty() || !cleanup.errors.is_empty() {
+        worker::console_log!("edge-isr: cron {}: cleanup {}", event.cron(), serde_json::to_string(&cleanup).unwrap_or_default());
+    }
     let Some(host) = engine_host(&env) else {
         return worker::console_error!("edge-isr: cron {}: set CACHE_HOSTS so that pre-rendered pages get the site's host", event.cron());
     };

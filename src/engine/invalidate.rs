@@ -159,7 +159,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// could not be queued) and the message must be delivered again (the queue retries it up to
     /// `max_retries`, then moves it to the dead-letter queue). Running a sweep again is
     /// harmless: pages already marked by this invalidation cost one read and no write.
-    /// Pre-render batches are best effort (a page left unrendered renders on its first visit).
+    /// Pre-render batches and cleanups are best effort (a page left unrendered renders on its
+    /// first visit; the next cron run continues a cleanup).
     pub async fn run_queued(&self, job: Job) -> Result<String, String> {
         match job {
             Job::Sweep(job) => {
@@ -177,6 +178,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Job::Prerender(job) => {
                 let report = self.run_prerender(job).await;
                 Ok(format!("pre-render batch rendered {} page(s), {} already fresh", report.rendered, report.fresh))
+            },
+            // Errors are in the summary; whatever is left, the next cron run continues.
+            Job::Cleanup(job) => {
+                let version = job.cleanup_version.clone();
+                let report = self.run_cleanup(job).await;
+                Ok(format!("cleanup of cache version {version} deleted {} key(s); {:?}", report.deleted, report.errors))
             }
         }
     }

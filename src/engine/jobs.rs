@@ -80,6 +80,8 @@ pub enum Job {
     Sweep(SweepJob),
     /// A batch of pages to pre-render.
     Prerender(crate::engine::PrerenderJob),
+    /// A batch of deleting a retired cache version's keys.
+    Cleanup(crate::engine::cleanup::CleanupJob),
 }
 
 /// Where jobs go to run in a later invocation (a Cloudflare Queue in production).
@@ -110,7 +112,7 @@ impl MemoryJobQueue {
             .into_iter()
             .filter_map(|(j, d)| match j {
                 Job::Sweep(s) => Some((s, d)),
-                Job::Prerender(_) => None,
+                _ => None,
             })
             .collect()
     }
@@ -266,6 +268,13 @@ mod tests {
         });
         let json = serde_json::to_string(&prerender).unwrap();
         assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), prerender);
+        let cleanup = Job::Cleanup(crate::engine::cleanup::CleanupJob {
+            cleanup_version: "0".into(),
+            kind: 2,
+            cursor: Some("c".into()),
+        });
+        let json = serde_json::to_string(&cleanup).unwrap();
+        assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), cleanup);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
 mod admin;
+pub mod cleanup;
 mod index;
 mod invalidate;
 pub mod jobs;
