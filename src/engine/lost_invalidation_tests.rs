@@ -463,3 +463,26 @@ fn the_recheck_delay_covers_the_configured_timeouts() {
     config.origin_timeout_ms = 120_000;
     assert!(recheck_delay_s(&config) >= 120 + 7 + 60);
 }
+
+#[test]
+fn a_304_refresh_retried_after_429_keeps_a_mark_that_landed_meanwhile() {
+    let b = Bench::new();
+    block_on(async {
+        let same = Reply::page("same", &[("cache-control", "s-maxage=10"), ("cache-tag", "t"), ("etag", "\"v1\"")]);
+        b.origin.reply("/p", same);
+        b.get("/p").await;
+        b.run_background().await;
+        b.clock.advance(11_000);
+        assert_eq!(cache_state(&b.get("/p").await), "STALE");
+        let (engine, clock) = (b.engine(), b.clock.clone());
+        b.kv.before_next(Op::Put, "p/1/site.test/p", move || {
+            clock.advance(5);
+            let marked = engine.invalidate(&hosts(), &tag("t", InvalidationMode::Stale)).now_or_never().unwrap();
+            assert_eq!(marked.tags[0].1.marked, 1);
+        });
+        b.run_background().await;
+        assert_eq!(b.origin.not_modified("/p"), 1, "the regeneration was a 304 refresh");
+        b.clock.advance(1_000);
+        assert_eq!(cache_state(&b.get("/p").await), "STALE", "the refresh predates the mark");
+    });
+}
