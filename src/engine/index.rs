@@ -111,21 +111,25 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     }
 
     /// Removes a stored page and then its tag index entries (the origin no longer allows
-    /// caching it, or says it is gone). Errors are logged; an entry left behind only makes a
-    /// tag invalidation find a missing page.
-    pub(crate) async fn remove_page(&self, page_key: &str) {
+    /// caching it, or says it is gone). Returns whether the page was removed. Errors are
+    /// logged; an index entry left behind only makes a tag invalidation find a missing page.
+    pub(crate) async fn remove_page(&self, page_key: &str) -> bool {
         if let Err(e) = self.delete_with_retry(page_key).await {
             self.log(Level::Warn, &format!("removing {page_key} failed: {e}"));
-            return;
+            return false;
         }
         let Some(page_id) = layout::page_id_of(&self.config.cache_version, page_key) else {
-            return;
+            return true;
         };
         let old = match self.store.get(&layout::page_tags_key(&self.config.cache_version, &page_id)).await {
             Ok(Some(v)) => serde_json::from_slice::<Vec<String>>(&v.value).unwrap_or_default(),
-            Ok(None) => return,
-            Err(e) => return self.log(Level::Warn, &format!("reading the tags of removed {page_key} failed: {e}")),
+            Ok(None) => return true,
+            Err(e) => {
+                self.log(Level::Warn, &format!("reading the tags of removed {page_key} failed: {e}"));
+                return true;
+            }
         };
         self.remove_from_tag_index(&page_id, &[], &old).await;
+        true
     }
 }
