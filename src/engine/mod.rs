@@ -14,6 +14,7 @@
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
 mod admin;
+mod coordinate;
 mod index;
 mod invalidate;
 pub mod jobs;
@@ -41,6 +42,10 @@ use crate::rules::policy::{self, RequestDecision};
 use crate::site::{Renderer, Site};
 use crate::rules::state::{BypassReason, CacheState};
 use crate::store::{KvStore, StoreError, StoredValue};
+use crate::coordination::cache::LogCache;
+use crate::coordination::coordinator::Coordinator;
+use crate::rules::invalidation::InvalidationMode;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 pub use invalidate::InvalidationOutcome;
@@ -64,6 +69,10 @@ pub struct Isolate {
     pub regenerations: Rc<IsolateState>,
     /// MISS renders in flight, shared by concurrent visitors of the same page.
     pub(crate) renders: render::InFlightRenders,
+    /// This isolate's copy of the coordinator's invalidation log.
+    pub(crate) log: RefCell<LogCache>,
+    /// Whether "no coordinator: KV only" was logged already.
+    pub(crate) announced: Cell<bool>,
 }
 
 impl Isolate {
@@ -72,6 +81,8 @@ impl Isolate {
         Rc::new(Isolate {
             regenerations: IsolateState::new(),
             renders: Default::default(),
+            log: Default::default(),
+            announced: Default::default(),
         })
     }
 }
@@ -87,6 +98,7 @@ pub struct Engine<S, O> {
     pub(crate) isolate: Rc<Isolate>,
     pub(crate) jobs: Option<Rc<dyn JobQueue>>,
     pub(crate) site: Rc<Site>,
+    pub(crate) coordinator: Option<Rc<dyn Coordinator>>,
 }
 
 impl<S, O> Clone for Engine<S, O> {
@@ -101,6 +113,7 @@ impl<S, O> Clone for Engine<S, O> {
             isolate: self.isolate.clone(),
             jobs: self.jobs.clone(),
             site: self.site.clone(),
+            coordinator: self.coordinator.clone(),
         }
     }
 }
@@ -126,6 +139,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             isolate,
             jobs: None,
             site: Rc::new(Site::new()),
+            coordinator: None,
         }
     }
 
@@ -141,9 +155,17 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         self
     }
 
+    /// Records invalidations in `coordinator` and checks HITs against its log, so that an
+    /// invalidation is live in every location within seconds; regenerations claim there.
+    pub fn with_coordinator(mut self, coordinator: Rc<dyn Coordinator>) -> Self {
+        self.coordinator = Some(coordinator);
+        self
+    }
+
     /// Answers one visitor request.
     pub async fn handle(&self, req: Request) -> Response {
         // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
+        self.announce_coordination();
         let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {
             if path == self.config.revalidate_path {
@@ -158,11 +180,27 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             RequestDecision::Bypass(reason) => return self.pass_through(req, reason).await,
         };
         let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
-        let stored = self.read_page_to_serve(&page_key).await;
+        // The log refresh, when one is due before answering, overlaps the page's KV read.
+        let (stored, ()) = futures_util::future::join(self.read_page_to_serve(&page_key), self.sync_log()).await;
         let now = self.clock.now_ms();
         match stored {
             Some(page) => match freshness(&page.meta, now) {
-                Freshness::Fresh => self.serve(&req, &page, CacheState::Hit),
+                Freshness::Fresh => match self.log_verdict(&key, &page.meta) {
+                    None => self.serve(&req, &page, CacheState::Hit),
+                    // Invalidated, and KV's mark has not arrived here yet: do what the mark
+                    // would do, on the version it would make (so that claims match).
+                    Some((mode, at)) => {
+                        let mut page = page;
+                        page.meta.invalidated_at = Some(at);
+                        page.meta.expired = mode == InvalidationMode::Expire;
+                        if page.meta.expired {
+                            self.render(&req, &key, &page_key, Some(page.meta)).await
+                        } else {
+                            self.start_regeneration(&key, &page_key, &page);
+                            self.serve(&req, &page, CacheState::Stale)
+                        }
+                    }
+                },
                 Freshness::Stale => {
                     self.start_regeneration(&key, &page_key, &page);
                     self.serve(&req, &page, CacheState::Stale)
@@ -319,3 +357,5 @@ mod tests;
 mod invalidation_tests;
 #[cfg(test)]
 mod site_tests;
+#[cfg(test)]
+mod coordination_tests;
