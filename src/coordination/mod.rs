@@ -9,3 +9,4 @@ pub mod coordinator;
 pub mod lease;
 pub mod log;
 pub mod matcher;
+pub mod protocol;
