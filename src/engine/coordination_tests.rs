@@ -288,3 +288,32 @@ fn the_admin_page_says_how_invalidations_reach_other_locations() {
         }
     }
 }
+
+#[test]
+fn the_cost_per_action_is_as_stated_in_benchmarks() {
+    let (a, far) = locations(true);
+    a.origin.reply("/s", Reply::page("s", &[("cache-control", "s-maxage=5")]));
+    block_on(async {
+        a.get("/s").await;
+        a.run_background().await;
+        let c = coordinator(&a);
+        // A webhook call: one request, one row written (nothing old to prune yet).
+        c.reset_counts();
+        assert_eq!(publish(&a, r#"{"tags": ["t"]}"#).await.status, 200);
+        let n = c.counts();
+        assert_eq!((n.requests, n.rows_written), (1, 1));
+        // A regeneration: claim and release, no rows.
+        a.clock.advance(60_000);
+        c.reset_counts();
+        assert_eq!(cache_state(&a.get("/s").await), "STALE");
+        a.run_background().await;
+        let n = c.counts();
+        assert_eq!((n.claims, n.rows_written), (2, 0), "{n:?}");
+        // A refresh that finds nothing new: one request, one row read (the index probe).
+        c.reset_counts();
+        a.clock.advance(2_000);
+        far.get("/s").await;
+        let n = c.counts();
+        assert_eq!((n.requests, n.reads, n.rows_read, n.rows_written), (1, 1, 1, 0), "{n:?}");
+    });
+}
