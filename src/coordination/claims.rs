@@ -1,9 +1,10 @@
 //! Global single-flight regeneration: at most one regeneration per page version at a time,
 //! worldwide, decided in the coordinator (one place, one thread: no race between locations).
 //!
-//! A claim is on a page *version* (its render time and invalidation time, see
-//! [`crate::coordination::lease::page_version`]): a new render or a new invalidation is a new
-//! version that no old claim blocks. A claim ends when its holder releases it or when its time
+//! A claim is on a page *version* ([`claim_version`]): the invalidation that made it stale (so
+//! that every location's copy marked by one publish shares one claim, whatever its own render
+//! time), or else its render (copies of one KV value stale by time). A new render or a new
+//! invalidation is a new version that no old claim blocks. A claim ends when its holder releases it or when its time
 //! runs out (the regeneration timeout plus a margin), so a holder that disappears (its isolate
 //! evicted, `waitUntil` cut off) never blocks a page for longer. A failed regeneration releases
 //! its claim with a retry time: the claim then holds the page back until then (the back-off,
@@ -17,8 +18,17 @@ use std::collections::HashMap;
 /// regeneration at worst).
 pub const MAX_CLAIMS: usize = 100_000;
 
-/// A page version: `(rendered_at, invalidated_at or 0)`.
+/// A page version: `(rendered_at, 0)` for a page stale by time, `(0, invalidated_at)` for an
+/// invalidated one.
 pub type Version = (Millis, Millis);
+
+/// The version a regeneration of `meta` claims.
+pub fn claim_version(meta: &crate::rules::meta::PageMeta) -> Version {
+    match meta.invalidated_at {
+        Some(at) => (0, at),
+        None => (meta.rendered_at, 0),
+    }
+}
 
 /// The answer to a claim.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +160,18 @@ mod tests {
         assert_eq!(c.claim("p", (1, 0), 5_000, 25_000), ClaimAnswer::Granted { failures: 1 });
         c.release("p", (1, 0), Some(15_000));
         assert_eq!(c.claim("p", (1, 0), 15_000, 25_000), ClaimAnswer::Granted { failures: 2 });
+    }
+
+    #[test]
+    fn copies_marked_by_one_invalidation_share_a_version() {
+        let mut here = crate::testing::page_meta(1_000, 60);
+        let mut there = crate::testing::page_meta(2_000, 60);
+        assert_ne!(claim_version(&here), claim_version(&there), "two renders stale by time");
+        here.invalidated_at = Some(5_000);
+        there.invalidated_at = Some(5_000);
+        assert_eq!(claim_version(&here), claim_version(&there));
+        there.invalidated_at = Some(6_000);
+        assert_ne!(claim_version(&here), claim_version(&there), "a later publish is a new version");
     }
 
     #[test]

@@ -5,9 +5,8 @@
 
 use super::Engine;
 use crate::coordination::cache::{LogState, COORDINATOR_TIMEOUT_MS, HARD_BOUND_MS};
-use crate::coordination::claims::ClaimAnswer;
+use crate::coordination::claims::{claim_version, ClaimAnswer};
 use crate::coordination::coordinator::CoordinatorError;
-use crate::coordination::lease::page_version;
 use crate::coordination::log::NewEntry;
 use crate::coordination::matcher::{self, PageFacts};
 use crate::engine::jobs::RECHECK_DELAY_S;
@@ -178,7 +177,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let Some(coordinator) = &self.coordinator else {
             return GlobalClaim::Unavailable;
         };
-        match coordinator.claim(&key.page_id(), page_version(meta), ttl_ms).await {
+        match coordinator.claim(&key.page_id(), claim_version(meta), ttl_ms).await {
             Ok(ClaimAnswer::Granted { failures }) => GlobalClaim::Granted(failures),
             Ok(ClaimAnswer::Held { .. }) => GlobalClaim::Held,
             Err(e) => {
@@ -193,7 +192,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let Some(coordinator) = &self.coordinator else {
             return;
         };
-        if let Err(e) = coordinator.release(&key.page_id(), page_version(meta), retry_at).await {
+        if let Err(e) = coordinator.release(&key.page_id(), claim_version(meta), retry_at).await {
             // The claim runs out by itself.
             self.log(Level::Warn, &format!("releasing the regeneration claim of {} failed: {e}", key.page_id()));
         }

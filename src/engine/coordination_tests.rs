@@ -317,3 +317,40 @@ fn the_cost_per_action_is_as_stated_in_benchmarks() {
         assert_eq!((n.requests, n.reads, n.rows_read, n.rows_written), (1, 1, 1, 0), "{n:?}");
     });
 }
+
+#[test]
+fn one_regeneration_across_locations_after_a_publish_whatever_each_copy_s_render() {
+    let (a, far) = locations(true);
+    a.origin.reply("/own", Reply::page("v1", &[("cache-tag", "t"), ("cache-control", "s-maxage=3600")]));
+    block_on(async {
+        // Each location rendered its own copy (B could not see A's yet): two page versions.
+        assert_eq!(cache_state(&a.get("/own").await), "MISS");
+        a.run_background().await;
+        a.clock.advance(1_000);
+        assert_eq!(cache_state(&far.get("/own").await), "MISS");
+        far.run_background().await;
+        assert_eq!(a.origin.renders("/own"), 2);
+        a.clock.advance(1_000);
+        assert_eq!(publish(&a, r#"{"tags": ["t"]}"#).await.status, 200);
+        a.clock.advance(HARD_BOUND_MS);
+        assert_eq!(cache_state(&a.get("/own").await), "STALE");
+        assert_eq!(cache_state(&far.get("/own").await), "STALE");
+        let gate = a.origin.hold();
+        let (in_a, in_b) = (a.queue.take_all(), far.queue.take_all());
+        let pause = || crate::runtime::clock::Clock::pause(&a.clock);
+        let later = async {
+            for _ in 0..5 {
+                pause().await;
+            }
+            join_all(in_b).await;
+        };
+        let open = async {
+            for _ in 0..20 {
+                pause().await;
+            }
+            gate.open();
+        };
+        futures::future::join(futures::future::join(join_all(in_a), later), open).await;
+        assert_eq!(a.origin.renders("/own"), 3, "one regeneration for the publish, not one per location");
+    });
+}
