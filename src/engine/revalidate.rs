@@ -50,6 +50,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let at = self.clock.now_ms();
         let recorded = self.record_invalidation(hosts, invalidation, at).await;
         let outcome = self.invalidate_at(hosts, invalidation, at).await;
+        self.end_back_offs();
         let mut answer = outcome.to_json(invalidation.mode);
         match recorded {
             Ok(seq) => {
@@ -69,6 +70,13 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 Response::json(503, &answer).with_header("retry-after", "1")
             }
         }
+    }
+
+    /// After an invalidation: the content changed, so this isolate asks the origin again at
+    /// once, for pages whose renders were failing and pages whose regenerations were.
+    pub(crate) fn end_back_offs(&self) {
+        self.isolate.failing_renders.clear_all();
+        self.isolate.regenerations.clear_all_backoffs();
     }
 
     /// Hosts whose pages a webhook call invalidates: the configured `CACHE_HOSTS`, or the host

