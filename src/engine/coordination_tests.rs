@@ -220,7 +220,7 @@ fn the_webhook_answers_503_when_the_coordinator_cannot_record_and_still_marks_kv
         coordinator(&a).set_down(true);
         let r = publish(&a, r#"{"tags": ["post-1"]}"#).await;
         assert_eq!(r.status, 503);
-        let json: serde_json::Value = serde_json::from_slice(&r.body.to_vec()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert!(json["error"].as_str().unwrap().contains("coordinator"), "{json}");
         assert_eq!(json["revalidated"], false);
         assert_eq!(cache_state(&a.get("/p").await), "STALE", "the KV mark was written");
@@ -280,7 +280,7 @@ fn the_admin_page_says_how_invalidations_reach_other_locations() {
         let (a, _) = locations(coordinated);
         let auth = format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("admin:{SECRET}")));
         let page = block_on(a.send(Request::new("GET", "https://site.test/__isr/admin").with_header("authorization", &auth)));
-        let html = String::from_utf8_lossy(&page.body.to_vec()).into_owned();
+        let html = String::from_utf8_lossy(&page.body).into_owned();
         if coordinated {
             assert!(html.contains("within 1.5 s"), "{html}");
         } else {
