@@ -354,3 +354,23 @@ fn one_regeneration_across_locations_after_a_publish_whatever_each_copy_s_render
         assert_eq!(a.origin.renders("/own"), 3, "one regeneration for the publish, not one per location");
     });
 }
+
+#[test]
+fn log_entries_match_pages_as_they_are_keyed() {
+    let (a, far) = locations(true);
+    block_on(async {
+        for path in ["/caf%C3%A9/", "/q?page=2", "/blog/x"] {
+            a.origin.reply(path, Reply::page("v1", &[("cache-control", "s-maxage=3600")]));
+            assert_eq!(cache_state(&far.get(path).await), "MISS");
+            far.run_background().await;
+        }
+        a.clock.advance(1_000);
+        // Written as a CMS would: unencoded, and a prefix.
+        let r = publish(&a, r#"{"paths": ["/café/"], "prefixes": ["/blog/"]}"#).await;
+        assert_eq!(r.status, 200, "{}", body(&r));
+        a.clock.advance(HARD_BOUND_MS);
+        assert_eq!(cache_state(&far.get("/caf%C3%A9/").await), "STALE");
+        assert_eq!(cache_state(&far.get("/blog/x").await), "STALE");
+        assert_eq!(cache_state(&far.get("/q?page=2").await), "HIT", "not named");
+    });
+}
