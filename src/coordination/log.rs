@@ -10,9 +10,9 @@ use crate::rules::invalidation::InvalidationMode;
 use crate::runtime::clock::Millis;
 use serde::{Deserialize, Serialize};
 
-/// How long an entry is kept: beyond the re-check pass (at most the longest write that can
-/// still land after an invalidation, 120 s + `waitUntil`'s 30 s, plus KV's 60 s propagation)
-/// and the re-check's own marks propagating (60 s), with a margin: 5 minutes.
+/// How long an entry is kept: beyond the re-check pass (its delay is derived from the timeouts:
+/// 190 s at most, see `engine::jobs::recheck_delay_s`) and the re-check's own marks propagating
+/// (60 s), with a margin: 5 minutes.
 pub const LOG_RETENTION_MS: u64 = 300_000;
 
 /// Most entries kept (bounded memory and rows): a flood of webhooks drops the oldest first.

@@ -9,7 +9,7 @@ use crate::coordination::claims::{claim_version, ClaimAnswer};
 use crate::coordination::coordinator::CoordinatorError;
 use crate::coordination::log::NewEntry;
 use crate::coordination::matcher::{self, PageFacts};
-use crate::engine::jobs::RECHECK_DELAY_S;
+use crate::engine::jobs::{recheck_delay_s, KV_PROPAGATION_MS};
 use crate::rules::config::TrailingSlash;
 use crate::rules::invalidation::{Invalidation, InvalidationMode};
 use crate::rules::key::{self, CacheKey};
@@ -19,8 +19,8 @@ use crate::runtime::log::Level;
 use crate::runtime::origin::Origin;
 use crate::store::KvStore;
 
-/// KV's propagation delay to other locations (usually; not guaranteed).
-pub const KV_PROPAGATION_S: u32 = 60;
+/// KV's propagation delay to other locations, in seconds (usually; not guaranteed).
+pub const KV_PROPAGATION_S: u32 = (KV_PROPAGATION_MS / 1000) as u32;
 
 /// Most looks at a refresh another request started, [`crate::runtime::clock::Clock::pause`]
 /// apart (10 ms on Workers), before this request refreshes by itself.
@@ -47,9 +47,9 @@ pub(crate) fn page_path(key: &CacheKey) -> String {
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Worst case for an invalidation to reach every location without a coordinator (seconds):
-    /// the re-check pass plus KV's propagation of its marks.
-    pub fn kv_only_window_s() -> u32 {
-        RECHECK_DELAY_S + KV_PROPAGATION_S
+    /// the re-check pass (derived from the timeouts) plus KV's propagation of its marks.
+    pub fn kv_only_window_s(&self) -> u32 {
+        recheck_delay_s(&self.config) + KV_PROPAGATION_S
     }
 
     /// One sentence on how invalidations reach other locations, for the log and the admin page.
@@ -61,7 +61,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             ),
             None => format!(
                 "no coordinator bound (Durable Object binding COORDINATOR): KV only, invalidations reach other locations within about {KV_PROPAGATION_S} s, at worst {} s; regeneration leases are best-effort",
-                Self::kv_only_window_s()
+                self.kv_only_window_s()
             ),
         }
     }

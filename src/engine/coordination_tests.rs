@@ -222,7 +222,7 @@ fn the_webhook_answers_503_when_the_coordinator_cannot_record_and_still_marks_kv
         assert_eq!(r.status, 503);
         let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert!(json["error"].as_str().unwrap().contains("coordinator"), "{json}");
-        assert_eq!(json["revalidated"], false);
+        assert_eq!(json["complete"], false);
         assert_eq!(cache_state(&a.get("/p").await), "STALE", "the KV mark was written");
         // The CMS retries once the coordinator is back: B learns it within the bound.
         coordinator(&a).set_down(false);

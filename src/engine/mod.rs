@@ -16,6 +16,7 @@
 mod admin;
 mod coordinate;
 pub mod backoff;
+pub mod cleanup;
 mod index;
 mod invalidate;
 pub mod jobs;
@@ -398,6 +399,8 @@ pub(crate) fn bypass_response(mut resp: Response, reason: &BypassReason) -> Resp
 mod tests;
 #[cfg(test)]
 mod invalidation_tests;
+#[cfg(test)]
+mod lost_invalidation_tests;
 #[cfg(test)]
 mod site_tests;
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::rules::policy;
 use crate::rules::state::BypassReason;
 use crate::store::{KvStore, PutOptions, StoreError};
 use crate::http::Body;
+use super::write::{retry_backoff_ms, WRITE_RETRIES};
 
 /// Extra lease time beyond the regeneration timeout, for the write that follows the render.
 pub const LEASE_MARGIN_MS: u64 = 5_000;
@@ -150,9 +151,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 Regenerated::Failed(format!("new render cannot be stored: {}", reason.as_str()))
             }
             Err(reason) => {
-                if let Err(e) = self.delete_with_retry(page_key).await {
-                    self.log(Level::Warn, &format!("removing {page_key} failed: {e}"));
-                }
+                // With its tag index entries; a failure is logged there.
+                self.remove_page(page_key).await;
                 Regenerated::Removed(reason)
             }
         }
@@ -173,31 +173,39 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             }
         }
         // The body to keep is the stored one, re-read here: the visitor's copy may be a stream
-        // already on its way to the visitor (`KvStore::get_to_serve`).
-        let body = match self.carry_invalidation(page_key, &mut meta).await {
-            Some(current) if current.meta.etag == page.meta.etag => current.body,
-            Some(_) => {
-                // Another location stored a different page since this one was read: it is newer
-                // than what the origin just confirmed, so it stays.
-                self.log(Level::Info, &format!("{page_key} changed while regenerating; keeping the newer page"));
-                return Regenerated::Updated;
+        // already on its way to the visitor (`KvStore::get_to_serve`). Re-read again before a
+        // retry after 429 (usually a mark just written), so that the mark is carried over.
+        let mut attempt = 0;
+        loop {
+            let body = match self.carry_invalidation(page_key, &mut meta).await {
+                Some(current) if current.meta.etag == page.meta.etag => current.body,
+                Some(_) => {
+                    // Another location stored a different page since this one was read: it is newer
+                    // than what the origin just confirmed, so it stays.
+                    self.log(Level::Info, &format!("{page_key} changed while regenerating; keeping the newer page"));
+                    return Regenerated::Updated;
+                }
+                None => return Regenerated::Failed("the stored page could not be re-read to refresh it".to_string()),
+            };
+            let metadata = match meta.encode() {
+                Ok(m) => m,
+                Err(reason) => return Regenerated::Failed(reason.as_str().to_string()),
+            };
+            let opts = PutOptions {
+                metadata: Some(metadata),
+                expiration_ttl: meta.expiration_ttl_s(self.clock.now_ms()),
+            };
+            match self.store.put(page_key, body, opts).await {
+                Err(StoreError::RateLimited) if attempt < WRITE_RETRIES => {
+                    attempt += 1;
+                    self.clock.sleep(retry_backoff_ms(attempt)).await;
+                }
+                Ok(()) => {
+                    self.log(Level::Info, &format!("refreshed {page_key} (origin: not modified)"));
+                    return Regenerated::Updated;
+                }
+                Err(e) => return Regenerated::Failed(format!("storing refreshed page failed: {e}")),
             }
-            None => return Regenerated::Failed("the stored page could not be re-read to refresh it".to_string()),
-        };
-        let metadata = match meta.encode() {
-            Ok(m) => m,
-            Err(reason) => return Regenerated::Failed(reason.as_str().to_string()),
-        };
-        let opts = PutOptions {
-            metadata: Some(metadata),
-            expiration_ttl: None,
-        };
-        match self.put_with_retry(page_key, body, opts).await {
-            Ok(()) => {
-                self.log(Level::Info, &format!("refreshed {page_key} (origin: not modified)"));
-                Regenerated::Updated
-            }
-            Err(e) => Regenerated::Failed(format!("storing refreshed page failed: {e}")),
         }
     }
 

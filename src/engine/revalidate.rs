@@ -57,15 +57,18 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 if let Some(seq) = seq {
                     answer["log_seq"] = seq.into();
                 }
-                Response::json(200, &answer)
+                Response::json(outcome.status(), &answer)
             }
             Err(e) => {
-                let message = format!(
+                let mut message = format!(
                     "recording the invalidation in the coordinator failed ({e}); pages were marked in KV (other locations get it within about {}s), retry to make it live everywhere within seconds",
                     super::coordinate::KV_PROPAGATION_S
                 );
                 self.log(Level::Error, &message);
-                answer["revalidated"] = false.into();
+                if let Some(queue_error) = answer["error"].as_str() {
+                    message = format!("{message}; {queue_error}");
+                }
+                answer["complete"] = false.into();
                 answer["error"] = message.into();
                 Response::json(503, &answer).with_header("retry-after", "1")
             }
