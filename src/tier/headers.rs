@@ -16,9 +16,9 @@
 //!   `/blog/~`) would escape a `pathPrefixes` purge; a page with unknown or too many tags would
 //!   escape a tag purge.
 //! - When purges cannot be promised within [`PURGE_BOUND_MS`] (the planner is backlogged or
-//!   failing, or its state is not known: no coordinator), the lifetime is capped to that bound
-//!   and nothing stale is allowed: the copy then ends by itself as soon as a purge would have
-//!   ended it. The tier never holds a page it cannot be rid of in time.
+//!   failing, or its state is not known: no coordinator), the lifetime is capped
+//!   ([`UNPURGEABLE_LIFETIME_S`]) and nothing stale is allowed: the copy then ends by itself
+//!   within the bound, as a purge would have ended it. The tier never holds a page it cannot be rid of in time.
 //!
 //! The lifetime is `max-age` = the page's remaining freshness in whole seconds (rounded down).
 //! edge-isr also sends `Age` (the page's age); a tier that subtracts it (RFC 9111 §4.2.3) ends
@@ -27,7 +27,12 @@
 use crate::http::Headers;
 use crate::rules::state::CacheState;
 use crate::runtime::clock::Millis;
-use crate::tier::purge::PURGE_BOUND_MS;
+use crate::tier::purge::{PURGE_BOUND_MS, SETTLE_MS};
+
+/// The lifetime of copies made while purges cannot be promised in time: a copy handed to the
+/// tier by an isolate that had not yet learnt of an invalidation (at most [`SETTLE_MS`] after
+/// it) still ends within [`PURGE_BOUND_MS`] of it (13 s).
+pub const UNPURGEABLE_LIFETIME_S: u64 = (PURGE_BOUND_MS - SETTLE_MS) / 1000;
 
 /// The field Workers Cache reads first.
 pub const TIER_CACHE_CONTROL: &str = "cloudflare-cdn-cache-control";
@@ -138,7 +143,7 @@ pub fn tier_verdict(answer: &TierAnswer, settings: &TierSettings, outlook: Purge
         }
     } else {
         TierVerdict::Keep {
-            max_age_s: remaining_s.min(PURGE_BOUND_MS / 1000),
+            max_age_s: remaining_s.min(UNPURGEABLE_LIFETIME_S),
             stale_while_revalidate_s: 0,
             stale_if_error_s: 0,
             cache_tag: cache_tag.to_string(),
@@ -231,7 +236,7 @@ mod tests {
             assert_eq!(
                 v,
                 TierVerdict::Keep {
-                    max_age_s: PURGE_BOUND_MS / 1000,
+                    max_age_s: UNPURGEABLE_LIFETIME_S,
                     stale_while_revalidate_s: 0,
                     stale_if_error_s: 0,
                     cache_tag: "isr-p-00,posts".into()
@@ -240,7 +245,7 @@ mod tests {
             );
             let mut h = Headers::new();
             apply_tier_headers(&mut h, &v);
-            assert_eq!(h.get(TIER_CACHE_CONTROL), Some(format!("max-age={}", PURGE_BOUND_MS / 1000).as_str()));
+            assert_eq!(h.get(TIER_CACHE_CONTROL), Some("max-age=13"));
         }
         // A page fresher than the bound keeps its own, shorter, lifetime.
         let v = tier_verdict(&hit(&state, 4_000), &TierSettings::default(), PurgeOutlook::Unknown);
