@@ -25,6 +25,8 @@
 //! }
 //! ```
 
+#[allow(dead_code)] // wired in by the Workers Cache mode (issue 13)
+mod cache_purge;
 mod convert;
 mod jobs;
 mod js;

@@ -6,6 +6,7 @@
 //! With it, a page HIT in the tier costs no Worker invocation, no KV read and no CPU; edge-isr
 //! stays the durable, soft-invalidating, globally consistent store behind it.
 
+pub mod double;
 pub mod headers;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model;
