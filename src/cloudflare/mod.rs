@@ -33,6 +33,7 @@ mod js;
 mod kv;
 mod origin;
 mod runtime;
+mod service_origin;
 
 use crate::rules::config::Config;
 use crate::engine::{Engine, Isolate};
@@ -64,7 +65,7 @@ pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: C
         Ok(resp) => resp,
         Err(e) => {
             worker::console_error!("edge-isr: {e}");
-            CoreResponse::json_error(500, &e)
+            CoreResponse::json_error(500, &e).with_header(crate::engine::SERVER_TIMING_HEADER, "cache;desc=BYPASS")
         }
     };
     Ok(convert::to_web_response(answer)?)
@@ -120,7 +121,7 @@ fn engine_host(env: &Env) -> Option<String> {
 }
 
 /// The engine on this invocation's bindings and the isolate's shared state.
-fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Engine<kv::WorkersKv, origin::FetchOrigin>, String> {
+fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Engine<kv::WorkersKv, service_origin::SiteOrigin>, String> {
     // `[vars]` entries and secrets (REVALIDATE_SECRET) are both string bindings on `env`.
     let lookup = |name: &str| {
         env.var(name)
@@ -139,10 +140,11 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
     let binding = js::get(env.as_ref(), PAGES_BINDING).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
     let kv = kv::WorkersKv::new(binding).map_err(|e| format!("KV binding {PAGES_BINDING}: {e} (see wrangler.toml)"))?;
     let site = isolate_site_with(make_site)?;
+    let service = config.origin_service.as_deref().map(|name| service_origin::ServiceOrigin::from_env(env, name)).transpose()?;
     let engine = Engine::new(
         config,
         Rc::new(kv),
-        Rc::new(origin::FetchOrigin),
+        Rc::new(service_origin::SiteOrigin::new(service)),
         Rc::new(runtime::WorkersClock),
         Rc::new(background),
         Rc::new(runtime::ConsoleLogger),

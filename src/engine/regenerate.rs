@@ -7,6 +7,7 @@ use crate::coordination::lease::{retry_delay_ms, Lease};
 use crate::runtime::log::Level;
 use crate::rules::meta::StoredPage;
 use crate::runtime::origin::Origin;
+use crate::rules::freshness::is_origin_failure;
 use crate::rules::policy;
 use crate::rules::state::BypassReason;
 use crate::store::{KvStore, PutOptions, StoreError};
@@ -19,9 +20,12 @@ pub const LEASE_MARGIN_MS: u64 = 5_000;
 enum Regenerated {
     /// A new page (or a refreshed one, after a 304) was written.
     Updated,
-    /// The origin no longer allows caching the page; it was removed.
+    /// The origin no longer allows caching the page, or answered that it is gone (401, 403,
+    /// 451, an unstored redirect, another 4xx): it was removed, and the next visitor gets the
+    /// origin's answer.
     Removed(BypassReason),
-    /// The origin failed; the stored page stays.
+    /// The origin failed (no answer, a 5xx or 429, an answer too large to store); the stored
+    /// page stays (stale-if-error, up to `STALE_IF_ERROR_S`).
     Failed(String),
 }
 
@@ -60,7 +64,14 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             return;
         }
         match self.regenerate_once(key, page_key, &page, now).await {
-            Regenerated::Updated => self.isolate.regenerations.clear_backoff(page_key),
+            Regenerated::Updated => {
+                self.isolate.regenerations.clear_backoff(page_key);
+                self.isolate.failing_renders.clear(page_key);
+            }
+            Regenerated::Removed(BypassReason::Status(status)) => self.log(
+                Level::Info,
+                &format!("origin answered {status} for {page_key}; removed it (visitors get the origin's answer)"),
+            ),
             Regenerated::Removed(reason) => self.log(
                 Level::Info,
                 &format!("origin no longer allows caching {page_key} ({}); removed it", reason.as_str()),
@@ -92,12 +103,18 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         if resp.status == 304 && sent_validators {
             return self.refresh_unchanged(page_key, page, &resp.headers, started).await;
         }
+        if is_origin_failure(resp.status) {
+            // Checked before anything else about the answer: a 500 with a `Set-Cookie` is
+            // still a failure, not a reason to drop the page.
+            return Regenerated::Failed(format!("origin answered {}", resp.status));
+        }
         match self.prepare_page(&resp, started, &hints) {
             Ok(prepared) => {
                 self.write_page(page_key, prepared, Some(&page.meta)).await;
                 Regenerated::Updated
             }
-            Err(BypassReason::Status(status)) => Regenerated::Failed(format!("origin answered {status}")),
+            // A 304 to a request without validators answers nothing.
+            Err(BypassReason::Status(304)) => Regenerated::Failed("origin answered 304 to an unconditional request".to_string()),
             Err(reason @ (BypassReason::TooLarge | BypassReason::HeadersTooLarge)) => {
                 Regenerated::Failed(format!("new render cannot be stored: {}", reason.as_str()))
             }

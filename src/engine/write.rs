@@ -74,6 +74,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             last_modified,
             invalidated_at: None,
             expired: false,
+            stale_if_error_s: crate::rules::freshness::stale_if_error_seconds(&resp.headers),
             tags_digest: tags_digest(&tags),
             headers: policy::headers_to_store(&resp.headers).into_pairs(),
         };

@@ -50,6 +50,9 @@ pub struct PageMeta {
     /// Whether that invalidation asked for a synchronous re-render (`mode: expire`).
     #[serde(rename = "x", default, skip_serializing_if = "is_false")]
     pub expired: bool,
+    /// The origin's `stale-if-error` for this page (seconds), if it gave one.
+    #[serde(rename = "se", default, skip_serializing_if = "Option::is_none")]
+    pub stale_if_error_s: Option<u32>,
     /// Digest of the page's tag set, to tell when a regeneration changed the tags.
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     pub tags_digest: Option<String>,

@@ -29,4 +29,12 @@ impl std::error::Error for OriginError {}
 pub trait Origin {
     /// Sends `req` and returns the whole response, or an error after `timeout_ms`.
     async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError>;
+
+    /// Sends a request for one of the site's own pages: a path no route renders (the default
+    /// proxy), or a request passed through to it. Same contract as [`Origin::fetch`], which it
+    /// is unless the pages come from elsewhere than the other requests (`ORIGIN_SERVICE`: a
+    /// Worker behind a service binding, while CMS data still comes over HTTP).
+    async fn fetch_page(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.fetch(req, timeout_ms).await
+    }
 }

@@ -71,6 +71,8 @@ struct Shared {
     /// Every key's recent writes, oldest first.
     keys: BTreeMap<String, Vec<Write>>,
     propagation_ms: u64,
+    /// How long each read takes ([`MemoryKv::with_read_latency`]).
+    read_latency_ms: u64,
     op_limit: u32,
     ops_this_invocation: u32,
     counts: OpCounts,
@@ -92,6 +94,7 @@ impl MemoryKv {
                 clock,
                 keys: BTreeMap::new(),
                 propagation_ms: 0,
+                read_latency_ms: 0,
                 op_limit: limits::MAX_OPERATIONS_PER_INVOCATION,
                 ops_this_invocation: 0,
                 counts: OpCounts::default(),
@@ -104,6 +107,13 @@ impl MemoryKv {
     /// Sets how long a write takes to become visible in other locations (KV: up to 60 s).
     pub fn with_propagation_delay(self, ms: u64) -> Self {
         self.shared.borrow_mut().propagation_ms = ms;
+        self
+    }
+
+    /// Makes every read take `ms` on the store's clock (a manual clock just moves on), so that
+    /// what the engine measures around a read can be checked.
+    pub fn with_read_latency(self, ms: u64) -> Self {
+        self.shared.borrow_mut().read_latency_ms = ms;
         self
     }
 
@@ -225,6 +235,13 @@ pub fn served_bytes(body: &Body) -> Vec<u8> {
 
 impl KvStore for MemoryKv {
     async fn get(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
+        let latency = {
+            let s = self.shared.borrow();
+            (s.read_latency_ms > 0).then(|| s.clock.sleep(s.read_latency_ms))
+        };
+        if let Some(latency) = latency {
+            latency.await;
+        }
         self.begin(Op::Get, key)?;
         validate_key(key)?;
         let s = self.shared.borrow();
