@@ -89,6 +89,15 @@ pub struct Config {
     /// it went stale; the origin's `stale-if-error` may ask for less). Past it, the page is
     /// rendered while the visitor waits, and a failure reaches the visitor.
     pub stale_if_error_s: u32,
+    /// Whether Workers Cache in front of the worker is given lifetimes and tags and purged
+    /// (`WORKERS_CACHE`: `on` or `off`, default `off`; see [`crate::tier`]).
+    pub workers_cache: bool,
+    /// Seconds the tier may serve a page past its lifetime while it asks the worker again
+    /// (`WORKERS_CACHE_SWR_S`, default 60).
+    pub workers_cache_swr_s: u32,
+    /// TEST ONLY: `WORKERS_CACHE_TEST_DOUBLE = "record"` makes purges go to the recording test
+    /// double ([`crate::tier::double`]) instead of `ctx.cache`, which the local runtime lacks.
+    pub workers_cache_test_double: bool,
 }
 
 /// A variable that is missing or malformed.
@@ -203,7 +212,30 @@ impl Config {
                     problem: format!("{raw:?} is not an absolute http(s) URL"),
                 })?,
         };
+        let workers_cache = match get("WORKERS_CACHE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("off") | Some("false") | Some("0") => false,
+            Some("on") | Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "WORKERS_CACHE",
+                    problem: format!("{other:?} is not on or off"),
+                })
+            }
+        };
+        let workers_cache_test_double = match get("WORKERS_CACHE_TEST_DOUBLE").as_deref() {
+            None => false,
+            Some("record") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "WORKERS_CACHE_TEST_DOUBLE",
+                    problem: format!("{other:?} is not \"record\" (a test double for the e2e suite; leave it unset)"),
+                })
+            }
+        };
         Ok(Config {
+            workers_cache,
+            workers_cache_swr_s: number("WORKERS_CACHE_SWR_S", 60, one_year)? as u32,
+            workers_cache_test_double,
             cms_url,
             origin,
             origin_service,
@@ -261,6 +293,21 @@ mod tests {
         assert_eq!(c.stale_if_error_s, 86_400);
         let short = Config::from_vars(vars(&[("ORIGIN_URL", "https://example.com"), ("STALE_IF_ERROR_S", "0")])).unwrap();
         assert_eq!(short.stale_if_error_s, 0);
+    }
+
+    #[test]
+    fn workers_cache_is_off_unless_switched_on() {
+        let base = ("ORIGIN_URL", "https://example.com");
+        let c = Config::from_vars(vars(&[base])).unwrap();
+        assert!(!c.workers_cache && !c.workers_cache_test_double);
+        assert_eq!(c.workers_cache_swr_s, 60);
+        for on in ["on", "ON", "true", "1"] {
+            assert!(Config::from_vars(vars(&[base, ("WORKERS_CACHE", on)])).unwrap().workers_cache, "{on}");
+        }
+        assert!(!Config::from_vars(vars(&[base, ("WORKERS_CACHE", "off")])).unwrap().workers_cache);
+        assert_eq!(Config::from_vars(vars(&[base, ("WORKERS_CACHE", "yes please")])).unwrap_err().var, "WORKERS_CACHE");
+        assert!(Config::from_vars(vars(&[base, ("WORKERS_CACHE_TEST_DOUBLE", "record")])).unwrap().workers_cache_test_double);
+        assert_eq!(Config::from_vars(vars(&[base, ("WORKERS_CACHE_TEST_DOUBLE", "kv")])).unwrap_err().var, "WORKERS_CACHE_TEST_DOUBLE");
     }
 
     #[test]
