@@ -43,20 +43,30 @@ pub struct PurgeRecord {
 pub struct RecordingPurger<S: KvStore> {
     store: Rc<S>,
     clock: Rc<dyn Clock>,
+    limits: Rc<RecorderLimits>,
+}
+
+/// The recorder's rate limit and call numbers, kept by the isolate across requests.
+#[derive(Debug)]
+pub struct RecorderLimits {
     bucket: RefCell<TokenBucket>,
     seq: Cell<u64>,
 }
 
-impl<S: KvStore> RecordingPurger<S> {
-    /// Records into `store`, timing calls with `clock`; `bucket` models the rate limit (shared
-    /// by every request of the isolate).
-    pub fn new(store: Rc<S>, clock: Rc<dyn Clock>, bucket: TokenBucket) -> Self {
-        RecordingPurger {
-            store,
-            clock,
+impl RecorderLimits {
+    /// Limits drawing on `bucket`.
+    pub fn new(bucket: TokenBucket) -> Rc<Self> {
+        Rc::new(RecorderLimits {
             bucket: RefCell::new(bucket),
             seq: Cell::new(0),
-        }
+        })
+    }
+}
+
+impl<S: KvStore> RecordingPurger<S> {
+    /// Records into `store`, timing calls with `clock`, within `limits`.
+    pub fn new(store: Rc<S>, clock: Rc<dyn Clock>, limits: Rc<RecorderLimits>) -> Self {
+        RecordingPurger { store, clock, limits }
     }
 }
 
@@ -70,7 +80,7 @@ impl<S: KvStore> CachePurger for RecordingPurger<S> {
             let at = self.clock.now_ms();
             let refused = if request.len() > MAX_TARGETS_PER_REQUEST {
                 Some(format!("{} targets (at most {MAX_TARGETS_PER_REQUEST})", request.len()))
-            } else if !self.bucket.borrow_mut().take(at) {
+            } else if !self.limits.bucket.borrow_mut().take(at) {
                 Some("rate limited".to_string())
             } else {
                 None
@@ -80,8 +90,8 @@ impl<S: KvStore> CachePurger for RecordingPurger<S> {
                 request: request.clone(),
                 refused: refused.clone(),
             };
-            let n = self.seq.get() + 1;
-            self.seq.set(n);
+            let n = self.limits.seq.get() + 1;
+            self.limits.seq.set(n);
             let key = format!("{RECORD_PREFIX}{at:015}-{n:06}");
             let json = serde_json::to_string(&record).map_err(|e| PurgeError::Failed(e.to_string()))?;
             self.store
@@ -130,7 +140,7 @@ mod tests {
     fn records_every_call_and_refuses_like_the_platform() {
         let clock = ManualClock::new(1_000_000);
         let store = Rc::new(MemoryKv::new(Rc::new(clock.clone())));
-        let purger = RecordingPurger::new(store.clone(), Rc::new(clock.clone()), TokenBucket::new(2, 12_000, 1_000_000));
+        let purger = RecordingPurger::new(store.clone(), Rc::new(clock.clone()), RecorderLimits::new(TokenBucket::new(2, 12_000, 1_000_000)));
         block_on(async {
             let one = PurgeRequest { tags: vec!["posts".into()], ..Default::default() };
             assert_eq!(purger.purge(&one).await, Ok(()));

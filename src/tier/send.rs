@@ -5,6 +5,7 @@
 use crate::runtime::clock::{Clock, Millis};
 use crate::tier::purge::{PurgeError, PurgePlanner, PurgeRequest};
 use futures_util::future::LocalBoxFuture;
+use std::cell::RefCell;
 
 /// Something that purges Workers Cache: `ctx.cache` in production. Not `Send`: the Workers
 /// runtime is single-threaded.
@@ -44,29 +45,33 @@ pub struct DrainReport {
 /// is pending or the next step would come after `deadline` (an invocation's `waitUntil` ends
 /// 30 s after its answer). Failures are reported to the planner, which keeps their targets.
 /// With no purger available, the planner is left as it is and nothing is sent.
-pub async fn drain(planner: &mut PurgePlanner, purger: &dyn CachePurger, clock: &dyn Clock, deadline: Millis) -> DrainReport {
+/// The planner is borrowed only between awaits, so that several drains of one isolate (two
+/// webhooks at once) share it: each sends the batches it was handed.
+pub async fn drain(planner: &RefCell<PurgePlanner>, purger: &dyn CachePurger, clock: &dyn Clock, deadline: Millis) -> DrainReport {
     let mut report = DrainReport::default();
     if !purger.available() {
-        report.left = planner.backlog();
+        report.left = planner.borrow().backlog();
         return report;
     }
     loop {
         let now = clock.now_ms();
-        for batch in planner.take_due(now) {
+        let batches = planner.borrow_mut().take_due(now);
+        for batch in batches {
             match purger.purge(&batch.request).await {
                 Ok(()) => {
-                    planner.ack(batch.id);
+                    planner.borrow_mut().ack(batch.id);
                     report.sent += 1;
                 }
                 Err(_) => {
-                    planner.fail(batch.id, clock.now_ms());
+                    planner.borrow_mut().fail(batch.id, clock.now_ms());
                     report.failed += 1;
                 }
             }
         }
         let now = clock.now_ms();
-        match planner.next_wake(now) {
-            Some(wake) if wake <= deadline && planner.backlog() > 0 => {
+        let wake = planner.borrow_mut().next_wake(now);
+        match wake {
+            Some(wake) if wake <= deadline && planner.borrow().backlog() > 0 => {
                 if wake > now {
                     clock.sleep(wake - now).await;
                 }
@@ -74,6 +79,6 @@ pub async fn drain(planner: &mut PurgePlanner, purger: &dyn CachePurger, clock: 
             _ => break,
         }
     }
-    report.left = planner.backlog();
+    report.left = planner.borrow().backlog();
     report
 }

@@ -58,6 +58,33 @@ fn short_hash(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes())[..8])
 }
 
+/// A page's tags mapped with [`tier_tag`], without duplicates, comma-joined: what is stored in
+/// its metadata when the mode is on (the path tag is added when it is answered). `None` when
+/// they do not fit one response ([`page_cache_tags`]): such a page is never given to the tier.
+pub fn mapped_tags(tags: &[String]) -> Option<String> {
+    let header = page_cache_tags("/", tags.iter().map(String::as_str)).ok()?;
+    Some(header.split_once(',').map(|(_, rest)| rest.to_string()).unwrap_or_default())
+}
+
+/// The `Cache-Tag` header of a page answered at `path_and_query` whose stored tags are `mapped`
+/// ([`mapped_tags`]).
+pub fn answer_cache_tags(path_and_query: &str, mapped: &str) -> String {
+    if mapped.is_empty() {
+        path_tag(path_and_query)
+    } else {
+        format!("{},{mapped}", path_tag(path_and_query))
+    }
+}
+
+/// A normalised key's `path?query` (what a page's path tag names: every host alike).
+pub fn key_path(key: &crate::rules::key::CacheKey) -> String {
+    if key.query.is_empty() {
+        key.path.clone()
+    } else {
+        format!("{}?{}", key.path, key.query)
+    }
+}
+
 /// Why a page cannot be given to the tier with its tags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TagOverflow {
@@ -139,6 +166,18 @@ mod tests {
         assert_eq!(parts[0], path_tag("/blog/x"));
         assert_eq!(&parts[1..3], ["posts", "post-x"]);
         assert_eq!(parts[3], tier_tag("Posts"));
+    }
+
+    #[test]
+    fn stored_tags_and_the_path_tag_make_the_answer_header() {
+        let tags = vec!["posts".to_string(), "Posts".to_string(), "posts".to_string()];
+        let mapped = mapped_tags(&tags).unwrap();
+        assert_eq!(mapped, format!("posts,{}", tier_tag("Posts")));
+        assert_eq!(answer_cache_tags("/a", &mapped), page_cache_tags("/a", tags.iter().map(String::as_str)).unwrap());
+        assert_eq!(mapped_tags(&[]), Some(String::new()));
+        assert_eq!(answer_cache_tags("/a", ""), path_tag("/a"));
+        let many: Vec<String> = (0..1000).map(|i| format!("t{i}")).collect();
+        assert_eq!(mapped_tags(&many), None);
     }
 
     #[test]
