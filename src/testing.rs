@@ -347,6 +347,7 @@ pub fn page_meta(rendered_at: u64, revalidate_s: u32) -> crate::rules::meta::Pag
         expired: false,
         stale_if_error_s: None,
         tags_digest: None,
+        tier_tags: None,
         headers: vec![],
     }
 }

@@ -25,7 +25,6 @@
 //! }
 //! ```
 
-#[allow(dead_code)] // wired in by the Workers Cache mode (issue 13)
 mod cache_purge;
 mod convert;
 mod jobs;
@@ -56,6 +55,9 @@ thread_local! {
     static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
     /// The site, built (templates compiled) on the isolate's first request.
     static SITE: RefCell<Option<Rc<Site>>> = const { RefCell::new(None) };
+    /// TEST DOUBLE only (`WORKERS_CACHE_TEST_DOUBLE`): the recorder's rate limit, per isolate.
+    static RECORDER_LIMITS: Rc<crate::tier::double::RecorderLimits> =
+        crate::tier::double::RecorderLimits::new(crate::tier::purge::TokenBucket::workers_cache(worker::Date::now().as_millis()));
 }
 
 /// The worker's `fetch` handler: answers one request with the engine serving `make_site`'s
@@ -141,9 +143,21 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
     let kv = kv::WorkersKv::new(binding).map_err(|e| format!("KV binding {PAGES_BINDING}: {e} (see wrangler.toml)"))?;
     let site = isolate_site_with(make_site)?;
     let service = config.origin_service.as_deref().map(|name| service_origin::ServiceOrigin::from_env(env, name)).transpose()?;
+    let kv = Rc::new(kv);
+    let purger: Option<Rc<dyn crate::tier::send::CachePurger>> = match (&background, config.workers_cache) {
+        (_, false) => None,
+        // TEST DOUBLE: the local runtime has no ctx.cache; the e2e suite reads what would have been purged.
+        (_, true) if config.workers_cache_test_double => Some(Rc::new(crate::tier::double::RecordingPurger::new(
+            kv.clone(),
+            Rc::new(runtime::WorkersClock),
+            RECORDER_LIMITS.with(Rc::clone),
+        ))),
+        (WaitUntil::Request(ctx), true) => Some(Rc::new(cache_purge::WorkersCachePurger::detect(ctx))),
+        (WaitUntil::Scheduled(_), true) => None,
+    };
     let engine = Engine::new(
         config,
-        Rc::new(kv),
+        kv,
         Rc::new(service_origin::SiteOrigin::new(service)),
         Rc::new(runtime::WorkersClock),
         Rc::new(background),
@@ -151,6 +165,10 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
         ISOLATE.with(Rc::clone),
     )
     .with_site(site);
+    let engine = match purger {
+        Some(p) => engine.with_purger(p),
+        None => engine,
+    };
     Ok(match js::get(env.as_ref(), jobs::QUEUE_BINDING) {
         Ok(queue) if queue.is_object() => engine.with_jobs(Rc::new(jobs::WorkersQueue::new(queue))),
         _ => engine,

@@ -62,6 +62,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// the rest, and the re-check pass, are queued.
     pub async fn invalidate(&self, hosts: &[String], request: &Invalidation) -> InvalidationOutcome {
         let at = self.clock.now_ms();
+        if self.config.workers_cache {
+            self.purge_tier(hosts, request, at);
+        }
         let budget = OpBudget::new(OPS_PER_INVOCATION);
         let mut outcome = InvalidationOutcome {
             at,

@@ -23,6 +23,7 @@ mod produce;
 mod revalidate;
 mod regenerate;
 mod render;
+mod tier;
 mod timing;
 mod write;
 
@@ -70,7 +71,12 @@ pub struct Isolate {
     pub(crate) renders: render::InFlightRenders,
     /// Keys whose MISS renders failed recently: their visitors get the recent error.
     pub failing_renders: backoff::FailingRenders,
+    /// Workers Cache purges this isolate has still to send (mode on).
+    pub(crate) tier_planner: std::cell::RefCell<crate::tier::purge::PurgePlanner>,
+    /// Whether the absence of `ctx.cache` was logged already.
+    pub(crate) tier_said_unavailable: std::cell::Cell<bool>,
 }
+
 
 impl Isolate {
     /// A fresh isolate state.
@@ -79,6 +85,8 @@ impl Isolate {
             regenerations: IsolateState::new(),
             renders: Default::default(),
             failing_renders: Default::default(),
+            tier_planner: Default::default(),
+            tier_said_unavailable: Default::default(),
         })
     }
 }
@@ -94,6 +102,7 @@ pub struct Engine<S, O> {
     pub(crate) isolate: Rc<Isolate>,
     pub(crate) jobs: Option<Rc<dyn JobQueue>>,
     pub(crate) site: Rc<Site>,
+    pub(crate) purger: Option<tier::SharedPurger>,
 }
 
 impl<S, O> Clone for Engine<S, O> {
@@ -108,6 +117,7 @@ impl<S, O> Clone for Engine<S, O> {
             isolate: self.isolate.clone(),
             jobs: self.jobs.clone(),
             site: self.site.clone(),
+            purger: self.purger.clone(),
         }
     }
 }
@@ -133,12 +143,20 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             isolate,
             jobs: None,
             site: Rc::new(Site::new()),
+            purger: None,
         }
     }
 
     /// Renders pages with `site`'s routes (by default every path is proxied to `ORIGIN_URL`).
     pub fn with_site(mut self, site: Rc<Site>) -> Self {
         self.site = site;
+        self
+    }
+
+    /// Purges Workers Cache with `purger` when `WORKERS_CACHE` is on (`ctx.cache`, or the e2e
+    /// test double).
+    pub fn with_purger(mut self, purger: Rc<dyn crate::tier::send::CachePurger>) -> Self {
+        self.purger = Some(purger);
         self
     }
 
@@ -150,6 +168,15 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Answers one visitor request.
     pub async fn handle(&self, req: Request) -> Response {
+        if !self.config.workers_cache {
+            return self.answer(req).await;
+        }
+        let mut resp = self.answer(req).await;
+        self.tier_no_store_unless_kept(&mut resp);
+        resp
+    }
+
+    async fn answer(&self, req: Request) -> Response {
         // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
         let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {
@@ -158,6 +185,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             }
             if admin::is_admin_path(path) {
                 return timing::add(self.handle_admin(req).await, Timing::default());
+            }
+            if let Some(resp) = self.handle_tier_test_route(path).await {
+                return resp;
             }
         }
         let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
@@ -236,6 +266,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let mut headers = meta.headers();
         if !headers.contains("cache-control") {
             headers.set("cache-control", DEFAULT_BROWSER_CACHE_CONTROL);
+        }
+        if self.config.workers_cache {
+            self.tier_headers_for_stored(req, page, &state, &mut headers);
         }
         headers.set("etag", meta.etag.clone());
         if let Some(lm) = &meta.last_modified {
@@ -367,3 +400,5 @@ mod site_tests;
 mod failure_tests;
 #[cfg(test)]
 mod front_tests;
+#[cfg(test)]
+mod tier_tests;

@@ -248,6 +248,13 @@ pub struct PurgePlanner {
     counts: PlannerCounts,
 }
 
+impl Default for PurgePlanner {
+    /// A planner with a full bucket (counted from time 0: a full bucket stays full).
+    fn default() -> Self {
+        PurgePlanner::new(0)
+    }
+}
+
 impl PurgePlanner {
     /// A planner with a full bucket of Workers Cache's limits.
     pub fn new(now: Millis) -> Self {
