@@ -1,5 +1,6 @@
 //! STALE: regenerate a page in the background while visitors keep getting the stored copy.
 
+use super::coordinate::GlobalClaim;
 use super::Engine;
 use crate::rules::key::CacheKey;
 use crate::store::layout;
@@ -12,6 +13,7 @@ use crate::rules::policy;
 use crate::rules::state::BypassReason;
 use crate::store::{KvStore, PutOptions, StoreError};
 use crate::http::Body;
+use super::write::{retry_backoff_ms, WRITE_RETRIES};
 
 /// Extra lease time beyond the regeneration timeout, for the write that follows the render.
 pub const LEASE_MARGIN_MS: u64 = 5_000;
@@ -45,37 +47,41 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     async fn regenerate(&self, key: &CacheKey, page_key: &str, page: StoredPage) {
         let lease_key = layout::lease_key(&self.config.cache_version, &key.page_id());
-        let now = self.clock.now_ms();
-        let lease = match self.store.get(&lease_key).await {
-            Ok(Some(v)) => serde_json::from_slice::<Lease>(&v.value).ok(),
-            Ok(None) => None,
-            Err(e) => {
-                self.log(Level::Warn, &format!("reading lease {lease_key} failed: {e}"));
-                None
-            }
+        let ttl = self.config.regenerate_timeout_ms + LEASE_MARGIN_MS;
+        // The coordinator's claim is global single-flight (and carries the back-off); without
+        // it (unbound or failing), the best-effort KV lease.
+        let (failures, global) = match self.claim_globally(key, &page.meta, ttl).await {
+            GlobalClaim::Held => return,
+            GlobalClaim::Granted(failures) => (failures, true),
+            GlobalClaim::Unavailable => match self.claim_kv_lease(&lease_key, &page, ttl).await {
+                Some(failures) => (failures, false),
+                None => return,
+            },
         };
-        if lease.as_ref().is_some_and(|l| l.blocks(&page.meta, now)) {
-            return;
-        }
-        let failures = lease.map_or(0, |l| l.failures_for(&page.meta));
-        let until = now + self.config.regenerate_timeout_ms + LEASE_MARGIN_MS;
-        if let Err(StoreError::RateLimited) = self.store_lease(&lease_key, Lease::new(&page.meta, until, failures), false).await {
-            // Another isolate wrote this lease within the last second: it is regenerating.
-            return;
-        }
+        let now = self.clock.now_ms();
         match self.regenerate_once(key, page_key, &page, now).await {
             Regenerated::Updated => {
                 self.isolate.regenerations.clear_backoff(page_key);
                 self.isolate.failing_renders.clear(page_key);
+                if global {
+                    self.release_globally(key, &page.meta, None).await;
+                }
             }
-            Regenerated::Removed(BypassReason::Status(status)) => self.log(
-                Level::Info,
-                &format!("origin answered {status} for {page_key}; removed it (visitors get the origin's answer)"),
-            ),
-            Regenerated::Removed(reason) => self.log(
-                Level::Info,
-                &format!("origin no longer allows caching {page_key} ({}); removed it", reason.as_str()),
-            ),
+            Regenerated::Removed(reason) => {
+                match reason {
+                    BypassReason::Status(status) => self.log(
+                        Level::Info,
+                        &format!("origin answered {status} for {page_key}; removed it (visitors get the origin's answer)"),
+                    ),
+                    reason => self.log(
+                        Level::Info,
+                        &format!("origin no longer allows caching {page_key} ({}); removed it", reason.as_str()),
+                    ),
+                }
+                if global {
+                    self.release_globally(key, &page.meta, None).await;
+                }
+            }
             Regenerated::Failed(why) => {
                 let failures = failures + 1;
                 let delay = retry_delay_ms(failures);
@@ -89,9 +95,35 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                         delay / 1000
                     ),
                 );
-                let _ = self.store_lease(&lease_key, Lease::new(&page.meta, now + delay, failures), true).await;
+                if global {
+                    self.release_globally(key, &page.meta, Some(now + delay)).await;
+                } else {
+                    let _ = self.store_lease(&lease_key, Lease::new(&page.meta, now + delay, failures), true).await;
+                }
             }
         }
+    }
+
+    /// The best-effort KV lease: `Some(failures so far)` when this isolate may regenerate.
+    async fn claim_kv_lease(&self, lease_key: &str, page: &StoredPage, ttl: u64) -> Option<u32> {
+        let now = self.clock.now_ms();
+        let lease = match self.store.get(lease_key).await {
+            Ok(Some(v)) => serde_json::from_slice::<Lease>(&v.value).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                self.log(Level::Warn, &format!("reading lease {lease_key} failed: {e}"));
+                None
+            }
+        };
+        if lease.as_ref().is_some_and(|l| l.blocks(&page.meta, now)) {
+            return None;
+        }
+        let failures = lease.map_or(0, |l| l.failures_for(&page.meta));
+        if let Err(StoreError::RateLimited) = self.store_lease(lease_key, Lease::new(&page.meta, now + ttl, failures), false).await {
+            // Another isolate wrote this lease within the last second: it is regenerating.
+            return None;
+        }
+        Some(failures)
     }
 
     async fn regenerate_once(&self, key: &CacheKey, page_key: &str, page: &StoredPage, started: u64) -> Regenerated {
@@ -119,9 +151,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 Regenerated::Failed(format!("new render cannot be stored: {}", reason.as_str()))
             }
             Err(reason) => {
-                if let Err(e) = self.delete_with_retry(page_key).await {
-                    self.log(Level::Warn, &format!("removing {page_key} failed: {e}"));
-                }
+                // With its tag index entries; a failure is logged there.
+                self.remove_page(page_key).await;
                 Regenerated::Removed(reason)
             }
         }
@@ -142,31 +173,39 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             }
         }
         // The body to keep is the stored one, re-read here: the visitor's copy may be a stream
-        // already on its way to the visitor (`KvStore::get_to_serve`).
-        let body = match self.carry_invalidation(page_key, &mut meta).await {
-            Some(current) if current.meta.etag == page.meta.etag => current.body,
-            Some(_) => {
-                // Another location stored a different page since this one was read: it is newer
-                // than what the origin just confirmed, so it stays.
-                self.log(Level::Info, &format!("{page_key} changed while regenerating; keeping the newer page"));
-                return Regenerated::Updated;
+        // already on its way to the visitor (`KvStore::get_to_serve`). Re-read again before a
+        // retry after 429 (usually a mark just written), so that the mark is carried over.
+        let mut attempt = 0;
+        loop {
+            let body = match self.carry_invalidation(page_key, &mut meta).await {
+                Some(current) if current.meta.etag == page.meta.etag => current.body,
+                Some(_) => {
+                    // Another location stored a different page since this one was read: it is newer
+                    // than what the origin just confirmed, so it stays.
+                    self.log(Level::Info, &format!("{page_key} changed while regenerating; keeping the newer page"));
+                    return Regenerated::Updated;
+                }
+                None => return Regenerated::Failed("the stored page could not be re-read to refresh it".to_string()),
+            };
+            let metadata = match meta.encode() {
+                Ok(m) => m,
+                Err(reason) => return Regenerated::Failed(reason.as_str().to_string()),
+            };
+            let opts = PutOptions {
+                metadata: Some(metadata),
+                expiration_ttl: meta.expiration_ttl_s(self.clock.now_ms()),
+            };
+            match self.store.put(page_key, body, opts).await {
+                Err(StoreError::RateLimited) if attempt < WRITE_RETRIES => {
+                    attempt += 1;
+                    self.clock.sleep(retry_backoff_ms(attempt)).await;
+                }
+                Ok(()) => {
+                    self.log(Level::Info, &format!("refreshed {page_key} (origin: not modified)"));
+                    return Regenerated::Updated;
+                }
+                Err(e) => return Regenerated::Failed(format!("storing refreshed page failed: {e}")),
             }
-            None => return Regenerated::Failed("the stored page could not be re-read to refresh it".to_string()),
-        };
-        let metadata = match meta.encode() {
-            Ok(m) => m,
-            Err(reason) => return Regenerated::Failed(reason.as_str().to_string()),
-        };
-        let opts = PutOptions {
-            metadata: Some(metadata),
-            expiration_ttl: None,
-        };
-        match self.put_with_retry(page_key, body, opts).await {
-            Ok(()) => {
-                self.log(Level::Info, &format!("refreshed {page_key} (origin: not modified)"));
-                Regenerated::Updated
-            }
-            Err(e) => Regenerated::Failed(format!("storing refreshed page failed: {e}")),
         }
     }
 

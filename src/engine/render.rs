@@ -219,9 +219,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                     // or no longer cacheable: remove it, as a regeneration would.
                     let (this, page_key, answered) = (self.clone(), page_key.to_string(), answered_text(&reason));
                     self.background.spawn(Box::pin(async move {
-                        match this.delete_with_retry(&page_key).await {
-                            Ok(()) => this.log(Level::Info, &format!("origin answered {answered} for expired {page_key}; removed it")),
-                            Err(e) => this.log(Level::Warn, &format!("removing {page_key} failed: {e}")),
+                        // With its tag index entries (a failure is logged there).
+                        if this.remove_page(&page_key).await {
+                            this.log(Level::Info, &format!("origin answered {answered} for expired {page_key}; removed it"));
                         }
                     }));
                 }

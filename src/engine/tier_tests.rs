@@ -318,7 +318,7 @@ fn in_front_of_the_engine_no_tier_copy_outlives_the_purge_bound_under_100_publis
     let mut published = 0;
     while clock.now_ms() < start + 120_000 {
         let now = clock.now_ms();
-        if published < 100 && now >= start + 5_000 + published as u64 * 600 {
+        while published < 100 && now >= start + 5_000 + published as u64 * 600 {
             for (path, tags) in [(format!("/blog/p{published}"), format!("posts,post-p{published}")), ("/".to_string(), "posts".to_string())] {
                 let v = set_page(&mut versions, &path, &tags);
                 history.entry(path).or_default().push((now, v));

@@ -61,6 +61,12 @@ pub struct PageMeta {
     /// off when stored, or too many to fit): the tier is then told not to keep the page.
     #[serde(rename = "ct", default, skip_serializing_if = "Option::is_none")]
     pub tier_tags: Option<String>,
+    /// Short hashes of the page's tags, concatenated
+    /// ([`crate::coordination::matcher::tag_hashes`]), so that a HIT can be checked against the
+    /// coordinator's invalidation log without another read. `None`: unknown (stored before this
+    /// field existed, or too many tags to fit the metadata): every tag entry applies to it.
+    #[serde(rename = "th", default, skip_serializing_if = "Option::is_none")]
+    pub tag_hashes: Option<String>,
     /// Response headers to answer with.
     #[serde(rename = "h", default)]
     pub headers: Vec<(String, String)>,
@@ -68,6 +74,19 @@ pub struct PageMeta {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// How long a stored "missing" page (404/410) is served STALE past its revalidate time before
+/// KV drops it by itself.
+pub const MISSING_PAGE_STALE_S: u64 = 300;
+
+/// Longest time a stored 404/410 stays in KV, whatever its revalidate time: a flood of distinct
+/// missing paths leaves nothing behind after a day.
+pub const MAX_MISSING_PAGE_LIFETIME_S: u64 = 86_400;
+
+/// Whether a status means "there is no such page" (stored like a page, but expiring on its own).
+pub fn is_missing_status(status: u16) -> bool {
+    matches!(status, 404 | 410)
 }
 
 /// A page read back from the store.
@@ -139,6 +158,11 @@ impl PageMeta {
             self.tier_tags = None;
             json = serde_json::to_string(self).map_err(|_| BypassReason::HeadersTooLarge)?;
         }
+        if json.len() > MAX_METADATA_BYTES && self.tag_hashes.is_some() {
+            // Too many tags to list: the page then matches every tag invalidation (conservative).
+            self.tag_hashes = None;
+            json = serde_json::to_string(self).map_err(|_| BypassReason::HeadersTooLarge)?;
+        }
         if json.len() > MAX_METADATA_BYTES {
             return Err(BypassReason::HeadersTooLarge);
         }
@@ -148,6 +172,21 @@ impl PageMeta {
     /// The stored headers as a [`Headers`] list.
     pub fn headers(&self) -> Headers {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.clone())).collect()
+    }
+
+    /// The `expirationTtl` to write this page with at `now`: none for pages, which stay until
+    /// replaced or removed; for 404/410 pages the rest of their lifetime (revalidate time plus
+    /// [`MISSING_PAGE_STALE_S`], at most [`MAX_MISSING_PAGE_LIFETIME_S`], counted from the
+    /// render), at least KV's 60 s. Every rewrite (a mark, a 304 refresh) passes it again, as a
+    /// KV write without one would make the page permanent.
+    pub fn expiration_ttl_s(&self, now: Millis) -> Option<u64> {
+        if !is_missing_status(self.status) {
+            return None;
+        }
+        let lifetime_s = (u64::from(self.revalidate_s) + MISSING_PAGE_STALE_S).min(MAX_MISSING_PAGE_LIFETIME_S);
+        let ends = self.rendered_at.saturating_add(lifetime_s * 1000);
+        let left_s = ends.saturating_sub(now).div_ceil(1000);
+        Some(left_s.max(crate::store::limits::MIN_EXPIRATION_TTL_SECS))
     }
 
     /// Seconds since the render started (the `Age` header).
@@ -222,10 +261,37 @@ mod tests {
     }
 
     #[test]
+    fn tag_hashes_that_do_not_fit_become_unknown_not_a_refusal() {
+        let mut m = meta();
+        let tags: Vec<String> = (0..128).map(|i| format!("tag-{i}")).collect();
+        m.tag_hashes = Some(crate::coordination::matcher::tag_hashes(&tags));
+        let json = m.encode().unwrap();
+        assert!(json.len() <= MAX_METADATA_BYTES);
+        assert_eq!(m.tag_hashes, None, "overflow: matches every tag entry");
+        let mut few = meta();
+        few.tag_hashes = Some(crate::coordination::matcher::tag_hashes(&["posts".into()]));
+        let json = few.encode().unwrap();
+        assert_eq!(PageMeta::decode(Some(&json)).unwrap().tag_hashes.map(|h| h.len()), Some(8));
+    }
+
+    #[test]
     fn oversized_essential_headers_refuse_to_store() {
         let mut m = meta();
         m.headers.push(("content-security-policy".into(), "c".repeat(1100)));
         assert_eq!(m.encode(), Err(BypassReason::HeadersTooLarge));
+    }
+
+    #[test]
+    fn only_missing_pages_expire_and_their_expiry_counts_from_the_render() {
+        let mut m = meta();
+        assert_eq!(m.expiration_ttl_s(m.rendered_at), None);
+        m.status = 404;
+        m.revalidate_s = 30;
+        assert_eq!(m.expiration_ttl_s(m.rendered_at), Some(330));
+        assert_eq!(m.expiration_ttl_s(m.rendered_at + 100_000), Some(230), "a rewrite keeps the end");
+        assert_eq!(m.expiration_ttl_s(m.rendered_at + 10_000_000), Some(60), "KV's minimum");
+        m.revalidate_s = u32::MAX;
+        assert_eq!(m.expiration_ttl_s(m.rendered_at), Some(MAX_MISSING_PAGE_LIFETIME_S));
     }
 
     #[test]

@@ -77,7 +77,11 @@ struct Shared {
     ops_this_invocation: u32,
     counts: OpCounts,
     faults: VecDeque<(Op, String, StoreError)>,
+    hooks: Vec<(Op, String, Hook)>,
 }
+
+/// Work a test runs just before an operation, to land a concurrent write at an exact point.
+type Hook = Box<dyn FnOnce()>;
 
 /// The in-memory store. Cloning gives another handle on the same data and location.
 #[derive(Clone)]
@@ -99,6 +103,7 @@ impl MemoryKv {
                 ops_this_invocation: 0,
                 counts: OpCounts::default(),
                 faults: VecDeque::new(),
+                hooks: Vec::new(),
             })),
             location: 0,
         }
@@ -155,6 +160,13 @@ impl MemoryKv {
         self.shared.borrow_mut().faults.push_back((op, key_prefix.to_string(), error));
     }
 
+    /// Runs `hook` just before the next `op` on a key starting with `key_prefix` (after the
+    /// operations before it, before this one is applied): how a test lands another writer's
+    /// write between an engine's read and its write. The hook may use the store.
+    pub fn before_next(&self, op: Op, key_prefix: &str, hook: impl FnOnce() + 'static) {
+        self.shared.borrow_mut().hooks.push((op, key_prefix.to_string(), Box::new(hook)));
+    }
+
     /// Keys visible from this location now, for assertions.
     pub fn visible_keys(&self) -> Vec<String> {
         let shared = self.shared.borrow();
@@ -169,6 +181,14 @@ impl MemoryKv {
 
     /// Counts an operation, applies injected faults and the per-invocation limit.
     fn begin(&self, op: Op, key: &str) -> Result<(), StoreError> {
+        let hook = {
+            let mut s = self.shared.borrow_mut();
+            let pos = s.hooks.iter().position(|(o, prefix, _)| *o == op && key.starts_with(prefix.as_str()));
+            pos.map(|p| s.hooks.remove(p).2)
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
         let mut s = self.shared.borrow_mut();
         if let Some(pos) = s.faults.iter().position(|(o, prefix, _)| *o == op && key.starts_with(prefix.as_str())) {
             let (_, _, err) = s.faults.remove(pos).expect("position is in range");
