@@ -319,3 +319,5 @@ mod tests;
 mod invalidation_tests;
 #[cfg(test)]
 mod site_tests;
+#[cfg(test)]
+mod hostile_tests;

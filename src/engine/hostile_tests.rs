@@ -1,0 +1,63 @@
+//! Hostile input (issue 12): replayed signatures with targets added, bodies over the limits,
+//! the admin page's framing and secrets, what downstream caches are told.
+
+use crate::http::Request;
+use crate::rules::config::Config;
+use crate::rules::key::hex;
+use crate::runtime::clock::Clock;
+use crate::testing::{body, cache_state, Bench};
+use crate::webhook::{ISR_SIGNATURE_HEADER, SANITY_SIGNATURE_HEADER};
+use base64::Engine as _;
+use futures::executor::block_on;
+
+const SECRET: &str = "hostile-secret";
+
+fn bench() -> Bench {
+    let mut config = Config::for_origin("http://origin.test");
+    config.revalidate_secret = SECRET.into();
+    Bench::with_config(config)
+}
+
+fn mac(parts: &[&[u8]]) -> [u8; 32] {
+    crate::webhook::crypto::hmac_sha256(SECRET.as_bytes(), parts).unwrap()
+}
+
+fn webhook(query: &str, body: &str, header: (&str, String)) -> Request {
+    let mut r = Request::new("POST", &format!("https://site.test/api/revalidate{query}")).with_header(header.0, &header.1);
+    r.body = body.to_string().into();
+    r
+}
+
+/// A captured signed delivery, replayed with `?prefix=/&mode=expire` added, purged the site.
+#[test]
+fn a_signed_body_does_not_lend_its_signature_to_query_targets() {
+    let b = bench();
+    block_on(async {
+        for path in ["/a", "/unrelated"] {
+            b.get(path).await;
+            b.run_background().await;
+        }
+        b.clock.advance(1_000);
+        let body_text = r#"{"paths": ["/a"]}"#;
+        let t = (b.clock.now_ms() / 1000).to_string();
+        let isr = (ISR_SIGNATURE_HEADER, format!("t={t},v1={}", hex(&mac(&[t.as_bytes(), b".", body_text.as_bytes()]))));
+        let t_ms = b.clock.now_ms().to_string();
+        let sanity_mac = mac(&[t_ms.as_bytes(), b".", body_text.as_bytes()]);
+        let sanity = (SANITY_SIGNATURE_HEADER, format!("t={t_ms},v1={}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sanity_mac)));
+        for header in [isr, sanity] {
+            for query in ["?prefix=/&mode=expire", "?mode=expire", "?tag=posts", "?path=/unrelated"] {
+                let resp = b.send(webhook(query, body_text, header.clone())).await;
+                assert_eq!(resp.status, 400, "{} {query}: {}", header.0, body(&resp));
+                assert!(body(&resp).contains("not covered by the signature"), "{}", body(&resp));
+            }
+            assert_eq!(cache_state(&b.get("/unrelated").await), "HIT", "{}: nothing was invalidated", header.0);
+            let genuine = b.send(webhook("", body_text, header.clone())).await;
+            assert_eq!(genuine.status, 200, "{}: {}", header.0, body(&genuine));
+        }
+        assert_eq!(cache_state(&b.get("/unrelated").await), "HIT");
+        assert_eq!(cache_state(&b.get("/a").await), "STALE");
+        // A secret sent as it is covers the whole request, query included.
+        let bearer = b.send(webhook("?path=/unrelated", "", ("authorization", format!("Bearer {SECRET}")))).await;
+        assert_eq!(bearer.status, 200, "{}", body(&bearer));
+    });
+}
