@@ -61,3 +61,56 @@ fn a_signed_body_does_not_lend_its_signature_to_query_targets() {
         assert_eq!(bearer.status, 200, "{}", body(&bearer));
     });
 }
+
+fn basic(password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}")))
+}
+
+fn admin_get(password: &str) -> Request {
+    Request::new("GET", "https://site.test/__isr/admin").with_header("authorization", &basic(password))
+}
+
+#[test]
+fn the_admin_page_cannot_be_framed() {
+    let b = bench();
+    block_on(async {
+        for resp in [b.send(admin_get(SECRET)).await, b.send(admin_get("wrong")).await] {
+            assert_eq!(resp.headers.get("content-security-policy"), Some("frame-ancestors 'none'"), "status {}", resp.status);
+            assert_eq!(resp.headers.get("x-frame-options"), Some("DENY"));
+        }
+    });
+}
+
+#[test]
+fn an_admin_secret_of_its_own_replaces_the_webhook_secret_on_the_admin_page() {
+    let vars = |name: &str| match name {
+        "ORIGIN_URL" => Some("http://origin.test".to_string()),
+        "REVALIDATE_SECRET" => Some(SECRET.to_string()),
+        "ADMIN_SECRET" => Some("admin-only".to_string()),
+        _ => None,
+    };
+    let b = Bench::with_config(Config::from_vars(vars).unwrap());
+    block_on(async {
+        assert_eq!(b.send(admin_get("admin-only")).await.status, 200);
+        assert_eq!(b.send(admin_get(SECRET)).await.status, 401, "the CMS's secret does not open the admin page");
+        let hook = |secret: &str| webhook("?tag=posts", "", ("authorization", format!("Bearer {secret}")));
+        assert_eq!(b.send(hook("admin-only")).await.status, 401, "nor does the admin's call the webhook");
+        assert_eq!(b.send(hook(SECRET)).await.status, 200);
+    });
+    // Unset: the admin page keeps taking REVALIDATE_SECRET.
+    assert_eq!(bench().config.admin_password(), SECRET);
+}
+
+#[test]
+fn network_error_details_go_to_the_log_not_to_the_visitor() {
+    let b = bench();
+    b.origin.reply("/down", crate::testing::Reply::Network);
+    block_on(async {
+        let resp = b.get("/down").await;
+        assert_eq!(resp.status, 502);
+        let text = body(&resp);
+        assert!(!text.contains("connection refused"), "{text}");
+        assert!(text.contains("error"), "still a JSON error: {text}");
+        assert_eq!(b.logger.count("connection refused"), 1, "{:?}", b.logger.lines());
+    });
+}

@@ -291,14 +291,16 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         req
     }
 
-    /// The answer when the origin gave no response and no stored page can stand in.
+    /// The answer when the origin gave no response and no stored page can stand in. The
+    /// visitor gets a generic message; the detail (which may name internal hosts, addresses or
+    /// TLS errors) goes to the log only.
     pub(crate) fn origin_error_response(&self, path: &str, e: &OriginError) -> Response {
         self.log(Level::Error, &format!("{path}: {e}"));
-        let status = match e {
-            OriginError::Timeout(_) => 504,
-            OriginError::Network(_) => 502,
+        let (status, message) = match e {
+            OriginError::Timeout(_) => (504, "the origin did not answer in time"),
+            OriginError::Network(_) => (502, "the origin could not be reached"),
         };
-        Response::json_error(status, &e.to_string()).with_header(CACHE_STATE_HEADER, CacheState::Miss.as_str())
+        Response::json_error(status, message).with_header(CACHE_STATE_HEADER, CacheState::Miss.as_str())
     }
 
     pub(crate) fn log(&self, level: Level, message: &str) {
