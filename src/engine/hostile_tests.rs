@@ -114,3 +114,32 @@ fn network_error_details_go_to_the_log_not_to_the_visitor() {
         assert_eq!(b.logger.count("connection refused"), 1, "{:?}", b.logger.lines());
     });
 }
+
+/// The origin's `s-maxage=3600` reached visitors: a CDN in front (or Workers Cache) would have
+/// kept the page an hour after a webhook.
+#[test]
+fn shared_caches_in_front_get_no_lifetime_edge_isr_cannot_end() {
+    let b = bench();
+    let headers = [
+        ("cache-control", "public, max-age=60, s-maxage=3600, stale-while-revalidate=600, stale-if-error=86400"),
+        ("cdn-cache-control", "max-age=3600"),
+        ("cloudflare-cdn-cache-control", "max-age=3600"),
+        ("surrogate-control", "max-age=3600"),
+    ];
+    b.origin.reply("/cc", crate::testing::Reply::page("x", &headers));
+    b.origin.reply("/cdn-only", crate::testing::Reply::page("x", &[("cache-control", "s-maxage=3600"), ("cdn-cache-control", "max-age=600")]));
+    block_on(async {
+        for state in ["MISS", "HIT"] {
+            let resp = b.get("/cc").await;
+            b.run_background().await;
+            assert_eq!(cache_state(&resp), state);
+            assert_eq!(resp.headers.get("cache-control"), Some("public, max-age=60, s-maxage=0"), "{state}");
+            for name in ["cdn-cache-control", "cloudflare-cdn-cache-control", "surrogate-control"] {
+                assert_eq!(resp.headers.get(name), None, "{name} ({state})");
+            }
+            let resp = b.get("/cdn-only").await;
+            b.run_background().await;
+            assert_eq!(resp.headers.get("cache-control"), Some("public, max-age=0, must-revalidate"), "{state}");
+        }
+    });
+}

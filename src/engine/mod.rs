@@ -53,9 +53,9 @@ pub use prerender::{params_from_listing, PrerenderJob, PrerenderReport, PRERENDE
 pub const CACHE_STATE_HEADER: &str = "x-isr-cache";
 /// Response header carrying the reason of a BYPASS.
 pub const BYPASS_REASON_HEADER: &str = "x-isr-reason";
-/// `Cache-Control` sent to browsers when the origin gave none: browsers revalidate every time
-/// (cheaply, with `If-None-Match` → 304), so an invalidation reaches them at once.
-pub const DEFAULT_BROWSER_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
+/// `Cache-Control` sent to browsers when the origin gave no browser lifetime (see
+/// [`crate::rules::downstream`]).
+pub use crate::rules::downstream::DEFAULT_BROWSER_CACHE_CONTROL;
 
 /// Everything that lives as long as the isolate and is shared by its requests.
 #[derive(Default)]
@@ -211,9 +211,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let meta = &page.meta;
         let now = self.clock.now_ms();
         let mut headers = meta.headers();
-        if !headers.contains("cache-control") {
-            headers.set("cache-control", DEFAULT_BROWSER_CACHE_CONTROL);
-        }
+        crate::rules::downstream::downstream_cache_headers(&mut headers);
         headers.set("etag", meta.etag.clone());
         if let Some(lm) = &meta.last_modified {
             headers.set("last-modified", lm.clone());
