@@ -106,6 +106,7 @@ pub struct FakeOrigin {
     not_modified: RefCell<HashMap<String, u32>>,
     requests: RefCell<Vec<Request>>,
     gate: RefCell<Option<Gate>>,
+    to_serve: std::cell::Cell<u32>,
 }
 
 impl FakeOrigin {
@@ -145,6 +146,56 @@ impl FakeOrigin {
     pub fn request_count(&self) -> usize {
         self.requests.borrow().len()
     }
+
+    /// Answers given through [`Origin::fetch_to_serve`] (passed on, never read by the engine).
+    pub fn answers_to_serve(&self) -> u32 {
+        self.to_serve.get()
+    }
+}
+
+/// A visitor's upload arriving in chunks: a test double for the runtime's request body stream
+/// (a JavaScript `ReadableStream` on Workers, which native tests do not have). Counts the bytes
+/// read out of it.
+pub struct Upload {
+    chunk: bytes::Bytes,
+    chunks: usize,
+    read: std::cell::Cell<usize>,
+}
+
+impl Upload {
+    /// `chunks` chunks of `chunk_len` bytes.
+    pub fn new(chunk_len: usize, chunks: usize) -> Rc<Upload> {
+        Rc::new(Upload {
+            chunk: bytes::Bytes::from(vec![b'u'; chunk_len]),
+            chunks,
+            read: Default::default(),
+        })
+    }
+
+    /// Bytes read out of the stream so far.
+    pub fn bytes_read(&self) -> usize {
+        self.read.get()
+    }
+}
+
+impl crate::http::StreamingBody for Upload {
+    fn read_capped(&self, limit: usize) -> futures_util::future::LocalBoxFuture<'_, Result<bytes::Bytes, crate::http::ReadError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for _ in 0..self.chunks {
+                self.read.set(self.read.get() + self.chunk.len());
+                out.extend_from_slice(&self.chunk);
+                if out.len() > limit {
+                    return Err(crate::http::ReadError::TooLarge);
+                }
+            }
+            Ok(out.into())
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 fn path_and_query(url: &str) -> String {
@@ -158,6 +209,15 @@ fn path_and_query(url: &str) -> String {
 }
 
 impl Origin for FakeOrigin {
+    /// As on Workers, the answer's body is one the engine cannot read ([`crate::http::Body::served`];
+    /// [`body`] reads it for tests).
+    async fn fetch_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        let mut resp = self.fetch(req, timeout_ms).await?;
+        self.to_serve.set(self.to_serve.get() + 1);
+        resp.body = crate::http::Body::served(Rc::new(resp.body));
+        Ok(resp)
+    }
+
     async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
         self.requests.borrow_mut().push(req.clone());
         let gate = self.gate.borrow().clone();
@@ -297,6 +357,11 @@ impl Bench {
     /// A GET of `https://site.test{path}`.
     pub async fn get(&self, path: &str) -> Response {
         self.send(Request::new("GET", &format!("https://site.test{path}"))).await
+    }
+
+    /// A GET of `https://site.test{path}` with credentials (never cached: BYPASS).
+    pub async fn get_with_auth(&self, path: &str) -> Response {
+        self.send(Request::new("GET", &format!("https://site.test{path}")).with_header("authorization", "Bearer visitor")).await
     }
 
     /// Runs queued background work to completion (as `waitUntil` would).

@@ -143,3 +143,77 @@ fn shared_caches_in_front_get_no_lifetime_edge_isr_cannot_end() {
         }
     });
 }
+
+/// A webhook or admin request whose body is over the limit costs no more than the limit: refused
+/// from its `Content-Length` before anything is read, or after reading at most the limit.
+#[test]
+fn oversized_webhook_and_admin_bodies_are_refused_without_being_read() {
+    let b = bench();
+    block_on(async {
+        let sixty_mib = 60 * 1024 * 1024;
+        for path in ["/api/revalidate", "/__isr/admin/revalidate"] {
+            // Declared: refused before the first byte is read.
+            let upload = crate::testing::Upload::new(64 * 1024, sixty_mib / (64 * 1024));
+            let mut req = Request::new("POST", &format!("https://site.test{path}"))
+                .with_header("content-length", &sixty_mib.to_string())
+                .with_header("content-type", "application/json")
+                .with_header("authorization", &basic(SECRET));
+            req.body = crate::http::Body::streaming(upload.clone());
+            let resp = b.send(req).await;
+            assert_eq!(resp.status, 413, "{path}: {}", body(&resp));
+            assert!(body(&resp).contains("65536"), "{}", body(&resp));
+            assert_eq!(upload.bytes_read(), 0, "{path}");
+            // Chunked (no length): read up to the limit, then refused.
+            let upload = crate::testing::Upload::new(16 * 1024, sixty_mib / (16 * 1024));
+            let mut req = Request::new("POST", &format!("https://site.test{path}"))
+                .with_header("content-type", "application/json")
+                .with_header("authorization", &basic(SECRET));
+            req.body = crate::http::Body::streaming(upload.clone());
+            let resp = b.send(req).await;
+            assert_eq!(resp.status, 413, "{path}: {}", body(&resp));
+            assert!(upload.bytes_read() <= 64 * 1024 + 16 * 1024, "{path}: read {}", upload.bytes_read());
+        }
+        // A body within the limit still works, streamed or not.
+        let mut req = webhook("", r#"{"tags": ["posts"]}"#, ("authorization", format!("Bearer {SECRET}")));
+        assert_eq!(b.send(req.clone()).await.status, 200);
+        req.body = crate::http::Body::streaming(crate::testing::Upload::new(2, 0));
+        assert_eq!(b.send(req).await.status, 400, "an empty body names nothing");
+    });
+}
+
+/// Pass-through bodies go through as streams: the upload is handed to the origin unread, the
+/// answer handed to the visitor unread (a served body: reading it would panic here).
+#[test]
+fn pass_through_bodies_stream_through_unread() {
+    let b = bench();
+    block_on(async {
+        let upload = crate::testing::Upload::new(1024 * 1024, 60);
+        let mut req = Request::new("POST", "https://site.test/upload").with_header("content-length", "62914560");
+        req.body = crate::http::Body::streaming(upload.clone());
+        let resp = b.send(req).await;
+        assert_eq!((resp.status, cache_state(&resp)), (200, "BYPASS"));
+        assert_eq!(upload.bytes_read(), 0, "the engine did not read the upload");
+        let sent = b.origin.requests().pop().unwrap();
+        assert!(sent.body.as_streaming().is_some(), "the origin got the visitor's stream");
+        assert_eq!(sent.headers.get("content-length"), Some("62914560"));
+        assert!(resp.body.as_served().is_some(), "the answer is passed on as it arrives");
+        let download = b.get_with_auth("/download").await;
+        assert_eq!(cache_state(&download), "BYPASS");
+        assert!(download.body.as_served().is_some());
+        assert_eq!(b.origin.answers_to_serve(), 2);
+    });
+}
+
+/// `EventSource` asks with `Accept: text/event-stream`: such a request is passed through and
+/// streamed (a MISS would wait for the whole stream, which never ends, before answering).
+#[test]
+fn event_stream_requests_are_passed_through_as_streams() {
+    let b = bench();
+    block_on(async {
+        let req = Request::new("GET", "https://site.test/events").with_header("accept", "text/event-stream");
+        let resp = b.send(req).await;
+        assert_eq!((cache_state(&resp), resp.headers.get("x-isr-reason")), ("BYPASS", Some("event-stream")));
+        assert!(resp.body.as_served().is_some(), "streamed");
+        assert_eq!(b.origin.answers_to_serve(), 1);
+    });
+}

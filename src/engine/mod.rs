@@ -57,6 +57,11 @@ pub const BYPASS_REASON_HEADER: &str = "x-isr-reason";
 /// [`crate::rules::downstream`]).
 pub use crate::rules::downstream::DEFAULT_BROWSER_CACHE_CONTROL;
 
+/// How long a pass-through request with a body (an upload) waits for the origin's answer:
+/// Cloudflare's own limit for an origin's response (100 s, then a 524), since sending the body
+/// is part of the wait.
+pub const UPLOAD_ANSWER_TIMEOUT_MS: u64 = 100_000;
+
 /// Everything that lives as long as the isolate and is shared by its requests.
 #[derive(Default)]
 pub struct Isolate {
@@ -147,10 +152,16 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {
             if path == self.config.revalidate_path {
-                return self.handle_revalidate(req).await;
+                return match read_small_body(req).await {
+                    Ok(req) => self.handle_revalidate(req).await,
+                    Err(refusal) => refusal,
+                };
             }
             if admin::is_admin_path(path) {
-                return self.handle_admin(req).await;
+                return match read_small_body(req).await {
+                    Ok(req) => self.handle_admin(req).await,
+                    Err(refusal) => refusal.with_header("cache-control", "no-store"),
+                };
             }
         }
         let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
@@ -253,7 +264,16 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let mut upstream = req;
         upstream.url = url;
         upstream.headers.remove("host");
-        match self.origin.fetch(upstream, self.config.origin_timeout_ms).await {
+        // Streamed both ways: the visitor's body (an upload) and the origin's (a download, an
+        // event stream) are handed on as they arrive, never held in memory. The origin answers
+        // an upload after receiving it, which takes as long as the visitor takes to send it: the
+        // wait for its answer is bounded by the platform's own proxy limit instead.
+        let timeout_ms = if upstream.body.as_streaming().is_some() {
+            UPLOAD_ANSWER_TIMEOUT_MS.max(self.config.origin_timeout_ms)
+        } else {
+            self.config.origin_timeout_ms
+        };
+        match self.origin.fetch_to_serve(upstream, timeout_ms).await {
             Ok(resp) => bypass_response(resp, &reason),
             Err(e) => self.origin_error_response(&upstream_path, &e),
         }
@@ -303,6 +323,27 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     pub(crate) fn log(&self, level: Level, message: &str) {
         self.logger.log(level, message);
+    }
+}
+
+/// `req` with its body in memory, if that body is within [`crate::webhook::MAX_BODY_BYTES`] (the
+/// webhook's and the admin page's bodies, which they parse and sign-check); else the `413`
+/// answer. A `Content-Length` over the limit is refused before a byte is read; a body without
+/// one is read only up to the limit, so a huge upload cannot exhaust the isolate's memory.
+async fn read_small_body(mut req: Request) -> Result<Request, Response> {
+    let limit = crate::webhook::MAX_BODY_BYTES;
+    let too_large = || Response::json_error(413, &format!("the body is over the limit of {limit} bytes"));
+    let declared = req.headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match req.body.read_capped(limit).await {
+        Ok(body) => {
+            req.body = body;
+            Ok(req)
+        }
+        Err(crate::http::ReadError::TooLarge) => Err(too_large()),
+        Err(crate::http::ReadError::Failed(e)) => Err(Response::json_error(400, &format!("the request body could not be read: {e}"))),
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod cms;
 mod faults;
+mod hostile;
 mod isr;
 mod revalidate;
 mod support;
@@ -20,7 +21,7 @@ use support::Suite;
 pub type Test = (&'static str, fn(&Suite));
 
 /// Tests that leave the shared origin running, in order.
-const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, cms::TESTS];
+const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, cms::TESTS, hostile::TESTS];
 
 /// Tests that stop the shared origin (and restart it, with none of the behaviour the others
 /// set): with or without a filter, they run after every selected test of [`TESTS`].

@@ -83,6 +83,10 @@ impl Suite {
         for (name, value) in WORKER_VARS {
             cmd.args(["--var", &format!("{name}:{value}")]);
         }
+        // wrangler dev wraps the worker in a middleware that reads every request body the worker
+        // left unread to its end before answering; production does not, and a worker refusing
+        // a 60 MiB body from its Content-Length must be seen to answer at once.
+        cmd.env("WRANGLER_DISABLE_REQUEST_BODY_DRAINING", "true");
         cmd.env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .stdin(Stdio::null())
@@ -164,6 +168,16 @@ impl Suite {
             .collect();
         let body = resp.into_string().unwrap_or_default();
         Resp { status, headers, body }
+    }
+
+    /// A request to the worker for a test's own sending and reading (large or streamed bodies).
+    pub fn raw(&self, method: &str, path: &str) -> ureq::Request {
+        self.agent.request(method, &format!("{}{path}", self.worker))
+    }
+
+    /// A request straight to the origin (its control API).
+    pub fn send_origin(&self, method: &str, path: &str) -> Resp {
+        self.send_to(&format!("{}{path}", self.origin_url()), method, &[], if method == "GET" { None } else { Some("") })
     }
 
     /// The origin's base URL, `http://127.0.0.1:PORT`.
