@@ -101,7 +101,22 @@ fn hostile_signed_delivery_cannot_gain_query_targets(s: &Suite) {
 
 /// Sends a request head and `sent` bytes of a body, then waits for the answer (the rest of the
 /// body is never sent: a worker that read the whole body first would never answer).
+///
+/// wrangler dev's own proxy in front of the worker (a hop production does not have) answers
+/// the request after an abandoned body now and then with its "Your worker restarted
+/// mid-request" 503 without asking the worker; such an answer is sent again (at most twice).
 fn partial_post(s: &Suite, path: &str, framing: &str, chunked: bool, sent: usize) -> (String, Duration) {
+    let mut tries = 0;
+    loop {
+        let (answer, took) = partial_post_once(s, path, framing, chunked, sent);
+        tries += 1;
+        if !answer.contains("restarted mid-request") || tries == 3 {
+            return (answer, took);
+        }
+    }
+}
+
+fn partial_post_once(s: &Suite, path: &str, framing: &str, chunked: bool, sent: usize) -> (String, Duration) {
     let mut stream = connect(s);
     let started = Instant::now();
     write!(
@@ -164,8 +179,11 @@ fn hostile_bypass_streams_60_mib_both_ways_while_hits_go_on(s: &Suite) {
     stored(s, hit);
     let size = 60 * MIB;
     let started = Instant::now();
+    // The suite's client gives up after 30 s; 60 MiB each way on a busy 2-core machine can take
+    // longer than that through wrangler dev's local hops.
+    let transfers = ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build();
     let upload = {
-        let agent = s.raw("POST", "/__origin/upload");
+        let agent = transfers.post(&format!("{}/__origin/upload", s.worker));
         std::thread::spawn(move || {
             let body = vec![b'u'; size];
             let r = agent.set("content-type", "application/octet-stream").send_bytes(&body).expect("upload through the worker");
@@ -175,7 +193,7 @@ fn hostile_bypass_streams_60_mib_both_ways_while_hits_go_on(s: &Suite) {
         })
     };
     let download = {
-        let agent = s.raw("GET", &format!("/__origin/download?bytes={size}"));
+        let agent = transfers.get(&format!("{}/__origin/download?bytes={size}", s.worker));
         std::thread::spawn(move || {
             let r = agent.set("authorization", "Bearer a-visitor").call().expect("download through the worker");
             let state = r.header("x-isr-cache").unwrap_or_default().to_string();
@@ -191,7 +209,7 @@ fn hostile_bypass_streams_60_mib_both_ways_while_hits_go_on(s: &Suite) {
         slowest = slowest.max(t.elapsed());
         assert_eq!((r.status, r.state()), (200, "HIT"), "HITs keep being answered during the transfers");
         hits += 1;
-        assert!(started.elapsed() < Duration::from_secs(60), "the transfers did not finish");
+        assert!(started.elapsed() < Duration::from_secs(120), "the transfers did not finish");
     }
     let (up_state, up) = upload.join().expect("upload thread");
     let (down_state, down) = download.join().expect("download thread");
