@@ -11,41 +11,68 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 /// Takes a visitor request. Its body (for methods that have one) is not read here: it stays
-/// the runtime's stream ([`JsRequestBody`]), handed on to the origin as it arrives or read with
-/// a cap by the engine.
+/// the runtime's ([`JsRequestBody`]), handed on to the origin as it arrives or read with a cap
+/// by the engine.
 pub async fn from_web_request(req: web_sys::Request) -> std::result::Result<CoreRequest, String> {
     let method = req.method().to_ascii_uppercase();
     let headers = js::headers_from(&req.headers());
-    let body = match req.body() {
-        Some(stream) if method != "GET" && method != "HEAD" => Body::streaming(Rc::new(JsRequestBody(stream))),
-        _ => Body::new(),
+    let url = req.url();
+    let body = if method != "GET" && method != "HEAD" && req.body().is_some() {
+        Body::streaming(Rc::new(JsRequestBody(req)))
+    } else {
+        Body::new()
     };
-    Ok(CoreRequest { method, url: req.url(), headers, body })
+    Ok(CoreRequest { method, url, headers, body })
 }
 
-/// A visitor's request body: the runtime's `ReadableStream`.
-pub struct JsRequestBody(pub web_sys::ReadableStream);
+/// A visitor's request body, still the runtime's (the request it came with).
+pub struct JsRequestBody(web_sys::Request);
+
+impl JsRequestBody {
+    /// The body as the runtime's stream, to hand on.
+    pub fn stream(&self) -> Option<web_sys::ReadableStream> {
+        self.0.body()
+    }
+}
 
 impl StreamingBody for JsRequestBody {
     fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<bytes::Bytes, ReadError>> {
         Box::pin(async move {
             let failed = |e: JsValue| ReadError::Failed(js::error_message(&e));
-            let get_reader: js_sys::Function = js::get(&self.0, "getReader").map_err(failed)?.dyn_into().map_err(failed)?;
-            let reader = get_reader.call0(&self.0).map_err(failed)?;
+            let declared = self.0.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n <= limit as u64) {
+                // The runtime holds the request to its declared length: read it whole.
+                let buffer = JsFuture::from(self.0.array_buffer().map_err(failed)?).await.map_err(failed)?;
+                return Ok(Uint8Array::new(&buffer).to_vec().into());
+            }
+            // No (or a larger) declared length: read chunk by chunk, stopping past the limit.
+            let Some(stream) = self.0.body() else {
+                return Ok(bytes::Bytes::new());
+            };
+            let get_reader: js_sys::Function = js::get(&stream, "getReader").map_err(failed)?.dyn_into().map_err(failed)?;
+            let reader = get_reader.call0(&stream).map_err(failed)?;
             let mut out: Vec<u8> = Vec::new();
-            loop {
-                let chunk = js::call_async(&reader, "read", &[]).await.map_err(failed)?;
-                if js::get(&chunk, "done").map_err(failed)?.is_truthy() {
-                    return Ok(out.into());
+            let result = loop {
+                let chunk = match js::call_async(&reader, "read", &[]).await {
+                    Ok(chunk) => chunk,
+                    Err(e) => break Err(failed(e)),
+                };
+                if js::get(&chunk, "done").map(|d| d.is_truthy()).unwrap_or(true) {
+                    break Ok(out.into());
                 }
-                let value: Uint8Array = js::get(&chunk, "value").map_err(failed)?.dyn_into().map_err(failed)?;
+                let Ok(value) = js::get(&chunk, "value").and_then(|v| v.dyn_into::<Uint8Array>().map_err(JsValue::from)) else {
+                    break Err(ReadError::Failed("the request body stream gave a chunk that is not bytes".into()));
+                };
                 if out.len() + value.length() as usize > limit {
-                    // Stop reading here: the rest is never read into memory (the runtime
-                    // discards it once the answer is sent).
-                    return Err(ReadError::TooLarge);
+                    // Stop reading here: the rest is never read into memory.
+                    break Err(ReadError::TooLarge);
                 }
                 out.extend_from_slice(&value.to_vec());
+            };
+            if let Ok(release) = js::get(&reader, "releaseLock").and_then(|f| f.dyn_into::<js_sys::Function>().map_err(JsValue::from)) {
+                let _ = release.call0(&reader);
             }
+            result
         })
     }
 
@@ -57,9 +84,9 @@ impl StreamingBody for JsRequestBody {
 /// The options of a `fetch` to the origin. Redirects are not followed: a redirect is a page
 /// like any other (cached if 301/308, passed on otherwise).
 pub fn fetch_init(req: &CoreRequest, signal: &web_sys::AbortSignal) -> std::result::Result<js_sys::Object, JsValue> {
-    let body = if let Some(stream) = req.body.as_streaming().and_then(|s| s.as_any().downcast_ref::<JsRequestBody>()) {
+    let body = if let Some(upload) = req.body.as_streaming().and_then(|s| s.as_any().downcast_ref::<JsRequestBody>()) {
         // The visitor's upload goes on as it arrives.
-        stream.0.clone().into()
+        upload.stream().map_or(JsValue::UNDEFINED, JsValue::from)
     } else if req.body.is_empty() {
         JsValue::UNDEFINED
     } else {
