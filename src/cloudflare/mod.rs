@@ -31,6 +31,7 @@ mod js;
 mod kv;
 mod origin;
 mod runtime;
+mod service_origin;
 
 use crate::rules::config::Config;
 use crate::engine::{Engine, Isolate};
@@ -40,7 +41,7 @@ use crate::site::Site;
 use runtime::WaitUntil;
 use std::cell::RefCell;
 use std::rc::Rc;
-use worker::{Context, Env, MessageBatch, Result, ScheduleContext, ScheduledEvent};
+use worker::{Context, Env, MessageBatch, MessageExt, Result, ScheduleContext, ScheduledEvent};
 
 /// Name of the KV namespace binding that holds pages (see `wrangler.toml`).
 pub const PAGES_BINDING: &str = "PAGES";
@@ -62,7 +63,7 @@ pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: C
         Ok(resp) => resp,
         Err(e) => {
             worker::console_error!("edge-isr: {e}");
-            CoreResponse::json_error(500, &e)
+            CoreResponse::json_error(500, &e).with_header(crate::engine::SERVER_TIMING_HEADER, "cache;desc=BYPASS")
         }
     };
     Ok(convert::to_web_response(answer)?)
@@ -79,32 +80,42 @@ async fn handle<E: std::fmt::Display>(req: web_sys::Request, env: &Env, ctx: Con
 pub async fn queue<E: std::fmt::Display>(batch: MessageBatch<String>, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<()> {
     let engine = build_engine(&env, WaitUntil::Request(ctx), make_site).map_err(worker::Error::RustError)?;
     // Raw bodies: each is the job's JSON text (see `jobs`), read without serde-wasm-bindgen.
+    // Each message is acknowledged or retried on its own: a job that could not finish is
+    // delivered again (up to `max_retries`, then to the dead-letter queue, see wrangler.toml).
     for message in batch.raw_iter() {
         let text = message.body().as_string().unwrap_or_default();
         match serde_json::from_str::<Job>(&text) {
-            Ok(Job::Sweep(job)) => {
-                let report = engine.run_job(job).await;
-                worker::console_log!("edge-isr: invalidation job reached {} page(s), marked {}", report.pages, report.marked);
-            }
-            Ok(Job::Prerender(job)) => {
-                let report = engine.run_prerender(job).await;
-                worker::console_log!("edge-isr: pre-render batch rendered {} page(s), {} already fresh", report.rendered, report.fresh);
-            }
+            Ok(job) => match engine.run_queued(job).await {
+                Ok(summary) => {
+                    worker::console_log!("edge-isr: {summary}");
+                    message.ack();
+                }
+                Err(why) => {
+                    worker::console_error!("edge-isr: {why}; the queue delivers the job again");
+                    message.retry();
+                }
+            },
             // A message we cannot read will never become readable: drop it, loudly.
-            Err(e) => worker::console_error!("edge-isr: dropping unreadable job: {e}"),
+            Err(e) => {
+                worker::console_error!("edge-isr: dropping unreadable job: {e}");
+                message.ack();
+            }
         }
     }
-    batch.ack_all();
     Ok(())
 }
 
-/// The worker's `scheduled` handler (`[triggers] crons`): pre-renders the static pages of the
-/// first `CACHE_HOSTS` host.
+/// The worker's `scheduled` handler (`[triggers] crons`): deletes what retired cache versions
+/// left in KV, and pre-renders the static pages of the first `CACHE_HOSTS` host.
 pub async fn scheduled<E: std::fmt::Display>(event: ScheduledEvent, env: Env, ctx: ScheduleContext, make_site: fn() -> std::result::Result<Site, E>) {
     let engine = match build_engine(&env, WaitUntil::Scheduled(ctx), make_site) {
         Ok(e) => e,
         Err(e) => return worker::console_error!("edge-isr: {e}"),
     };
+    let cleanup = engine.clean_old_versions().await;
+    if !cleanup.retired.is_empty() || !cleanup.errors.is_empty() {
+        worker::console_log!("edge-isr: cron {}: cleanup {}", event.cron(), serde_json::to_string(&cleanup).unwrap_or_default());
+    }
     let Some(host) = engine_host(&env) else {
         return worker::console_error!("edge-isr: cron {}: set CACHE_HOSTS so that pre-rendered pages get the site's host", event.cron());
     };
@@ -118,7 +129,7 @@ fn engine_host(env: &Env) -> Option<String> {
 }
 
 /// The engine on this invocation's bindings and the isolate's shared state.
-fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Engine<kv::WorkersKv, origin::FetchOrigin>, String> {
+fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Engine<kv::WorkersKv, service_origin::SiteOrigin>, String> {
     // `[vars]` entries and secrets (REVALIDATE_SECRET) are both string bindings on `env`.
     let lookup = |name: &str| {
         env.var(name)
@@ -137,10 +148,11 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
     let binding = js::get(env.as_ref(), PAGES_BINDING).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
     let kv = kv::WorkersKv::new(binding).map_err(|e| format!("KV binding {PAGES_BINDING}: {e} (see wrangler.toml)"))?;
     let site = isolate_site_with(make_site)?;
+    let service = config.origin_service.as_deref().map(|name| service_origin::ServiceOrigin::from_env(env, name)).transpose()?;
     let engine = Engine::new(
         config,
         Rc::new(kv),
-        Rc::new(origin::FetchOrigin),
+        Rc::new(service_origin::SiteOrigin::new(service)),
         Rc::new(runtime::WorkersClock),
         Rc::new(background),
         Rc::new(runtime::ConsoleLogger),

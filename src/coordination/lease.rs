@@ -131,6 +131,11 @@ impl IsolateState {
         self.backoff_until.borrow_mut().remove(page_key);
     }
 
+    /// Forgets every back-off (after a webhook invalidation: each page is a new version).
+    pub fn clear_all_backoffs(&self) {
+        self.backoff_until.borrow_mut().clear();
+    }
+
     /// Whether a regeneration of `page_key` is running in this isolate.
     pub fn is_regenerating(&self, page_key: &str) -> bool {
         self.regenerating.borrow().contains(page_key)
@@ -202,5 +207,9 @@ mod tests {
         state.back_off("p/1/a", 20_000, 10_000);
         state.clear_backoff("p/1/a");
         assert!(state.try_claim("p/1/a", 10_001).is_some());
+        state.back_off("p/1/a", 30_000, 10_000);
+        state.back_off("p/1/b", 30_000, 10_000);
+        state.clear_all_backoffs();
+        assert!(state.try_claim("p/1/a", 10_002).is_some() && state.try_claim("p/1/b", 10_002).is_some());
     }
 }

@@ -9,7 +9,7 @@
 //! With no secret configured the admin page is off.
 
 use super::Engine;
-use crate::rules::freshness::{freshness, Freshness};
+use crate::rules::freshness::{freshness_within, Freshness};
 use crate::http::{Request, Response};
 use crate::store::layout;
 use crate::runtime::log::Level;
@@ -135,7 +135,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             .filter_map(|k| {
                 let id = layout::page_id_of(version, &k.name)?;
                 let meta = PageMeta::decode(k.metadata.as_deref()).ok()?;
-                let state = match freshness(&meta, now) {
+                let state = match freshness_within(&meta, now, self.config.stale_if_error_s) {
                     Freshness::Fresh => "fresh",
                     Freshness::Stale => "stale",
                     Freshness::Expired => "expired",
@@ -163,6 +163,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         let hosts = self.invalidation_hosts(req);
         let outcome = self.invalidate(&hosts, &invalidation).await;
+        self.end_back_offs();
         self.log(Level::Info, "revalidation from the admin page");
         Response::json(200, &outcome.to_json(invalidation.mode))
     }

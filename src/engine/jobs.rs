@@ -6,9 +6,10 @@
 //! HIT stays one KV read. A tag on 10,000 pages needs more KV operations than one invocation may
 //! make (1,000), so work is cut into [`SweepJob`]s: the webhook does what fits in its own
 //! invocation, then hands the rest (from a list cursor) to a queue consumer, one chunk per
-//! message. Every target is swept a second time after [`RECHECK_DELAY_S`]: by then any
-//! regeneration that started before the invalidation has written its page and that write has
-//! reached every location, so a page rendered before the invalidation cannot stay fresh.
+//! message. Every target is swept a second time after [`recheck_delay_s`]: by then any render
+//! (MISS or regeneration) that started before the invalidation has written its page and that
+//! write has reached every location, so a page rendered before the invalidation cannot stay
+//! fresh.
 
 use crate::runtime::clock::Millis;
 use futures_util::future::LocalBoxFuture;
@@ -19,9 +20,28 @@ use std::cell::{Cell, RefCell};
 /// the request's own reads and the queue hand-off.
 pub const OPS_PER_INVOCATION: u32 = 900;
 
-/// Delay of the second sweep: the longest regeneration (`waitUntil`, 30 s) plus KV's
-/// propagation delay (60 s).
-pub const RECHECK_DELAY_S: u32 = 90;
+/// How long a write takes to reach every KV location (Cloudflare: "60 seconds or more";
+/// edge-isr reads pages without `cacheTtl`, so 60 s is the documented bound).
+pub const KV_PROPAGATION_MS: u64 = 60_000;
+
+/// Slack for the KV operations around a render (the re-read before the write, the write
+/// itself) and for clock differences between locations.
+pub const RECHECK_MARGIN_MS: u64 = 3_000;
+
+/// Delay of the second sweep (the re-check), derived from the configured timeouts: the longest
+/// time from the start of a render to the moment its write is visible everywhere.
+///
+/// A render that started just before an invalidation can still write its page afterwards:
+/// a visitor's MISS waits for the origin up to `ORIGIN_TIMEOUT_MS` (at most 120 s), a
+/// background regeneration (or pre-render) up to `REGENERATE_TIMEOUT_MS`; its write then
+/// waits out up to `WRITE_RETRY_BACKOFF_MS` (7 s) of 429 back-off, and reaches other
+/// locations within [`KV_PROPAGATION_MS`]. With the defaults (10 s, 20 s): 20 + 7 + 60 + 3 =
+/// 90 s; with `ORIGIN_TIMEOUT_MS = 120000`: 190 s. (Queues allow delays of up to 12 hours.)
+pub fn recheck_delay_s(config: &crate::rules::config::Config) -> u32 {
+    let render = config.origin_timeout_ms.max(config.regenerate_timeout_ms);
+    let total = render + super::write::WRITE_RETRY_BACKOFF_MS + KV_PROPAGATION_MS + RECHECK_MARGIN_MS;
+    u32::try_from(total.div_ceil(1000)).unwrap_or(u32::MAX)
+}
 
 pub use crate::rules::invalidation::{Invalidation, InvalidationMode};
 
@@ -60,6 +80,8 @@ pub enum Job {
     Sweep(SweepJob),
     /// A batch of pages to pre-render.
     Prerender(crate::engine::PrerenderJob),
+    /// A batch of deleting a retired cache version's keys.
+    Cleanup(crate::engine::cleanup::CleanupJob),
 }
 
 /// Where jobs go to run in a later invocation (a Cloudflare Queue in production).
@@ -72,6 +94,7 @@ pub trait JobQueue {
 #[derive(Default)]
 pub struct MemoryJobQueue {
     jobs: RefCell<Vec<(Job, u32)>>,
+    failing_sends: Cell<u32>,
 }
 
 impl MemoryJobQueue {
@@ -89,7 +112,7 @@ impl MemoryJobQueue {
             .into_iter()
             .filter_map(|(j, d)| match j {
                 Job::Sweep(s) => Some((s, d)),
-                Job::Prerender(_) => None,
+                _ => None,
             })
             .collect()
     }
@@ -97,6 +120,11 @@ impl MemoryJobQueue {
     /// Takes every queued job of any kind.
     pub fn take_all_jobs(&self) -> Vec<(Job, u32)> {
         std::mem::take(&mut *self.jobs.borrow_mut())
+    }
+
+    /// Makes the next `n` sends fail, as a queue that is unavailable or over its limits would.
+    pub fn fail_next_sends(&self, n: u32) {
+        self.failing_sends.set(n);
     }
 
     /// Number of queued jobs.
@@ -112,6 +140,11 @@ impl MemoryJobQueue {
 
 impl JobQueue for MemoryJobQueue {
     fn enqueue(&self, job: Job, delay_s: u32) -> LocalBoxFuture<'_, Result<(), String>> {
+        let failing = self.failing_sends.get();
+        if failing > 0 {
+            self.failing_sends.set(failing - 1);
+            return Box::pin(async { Err("queue send failed (injected)".to_string()) });
+        }
         self.jobs.borrow_mut().push((job, delay_s));
         Box::pin(async { Ok(()) })
     }
@@ -164,9 +197,19 @@ pub struct TargetReport {
     pub pages: u32,
     /// Of those, pages marked by this request.
     pub marked: u32,
-    /// Whether every page of the target was reached in this invocation (false: the rest
-    /// continues in queued jobs).
+    /// Pages found whose mark could not be written (KV failed): the re-check retries them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub failed: u32,
+    /// Whether every page of the target was reached and marked in this invocation (false: the
+    /// rest continues in queued jobs, or `failed`/`error` say what went wrong).
     pub complete: bool,
+    /// Why the target cannot match any page, or what could not be done (never with `complete`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl TargetReport {
@@ -179,6 +222,25 @@ impl TargetReport {
             }
             PageMark::AlreadyStale => self.pages += 1,
             PageMark::Newer | PageMark::Missing => {}
+        }
+    }
+
+    /// A target that cannot match any page, for `reason`.
+    pub fn unmatchable(reason: String) -> Self {
+        TargetReport {
+            error: Some(reason),
+            ..Default::default()
+        }
+    }
+
+    /// Adds another part of the same target (one host of a prefix).
+    pub fn merge(&mut self, other: TargetReport) {
+        self.pages += other.pages;
+        self.marked += other.marked;
+        self.failed += other.failed;
+        self.complete &= other.complete;
+        if self.error.is_none() {
+            self.error = other.error;
         }
     }
 }
@@ -206,6 +268,13 @@ mod tests {
         });
         let json = serde_json::to_string(&prerender).unwrap();
         assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), prerender);
+        let cleanup = Job::Cleanup(crate::engine::cleanup::CleanupJob {
+            cleanup_version: "0".into(),
+            kind: 2,
+            cursor: Some("c".into()),
+        });
+        let json = serde_json::to_string(&cleanup).unwrap();
+        assert_eq!(serde_json::from_str::<Job>(&json).unwrap(), cleanup);
     }
 
     #[test]

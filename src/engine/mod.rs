@@ -14,6 +14,8 @@
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
 mod admin;
+pub mod backoff;
+pub mod cleanup;
 mod index;
 mod invalidate;
 pub mod jobs;
@@ -22,13 +24,14 @@ mod produce;
 mod revalidate;
 mod regenerate;
 mod render;
+mod timing;
 mod write;
 
 use crate::runtime::background::Background;
 use crate::runtime::clock::Clock;
 use crate::rules::conditional::if_none_match_matches;
 use crate::rules::config::Config;
-use crate::rules::freshness::{freshness, Freshness};
+use crate::rules::freshness::{freshness_within, Freshness};
 use crate::http::{Body, Request, Response};
 use crate::engine::jobs::JobQueue;
 use crate::rules::key::CacheKey;
@@ -42,8 +45,10 @@ use crate::site::{Renderer, Site};
 use crate::rules::state::{BypassReason, CacheState};
 use crate::store::{KvStore, StoreError, StoredValue};
 use std::rc::Rc;
+use timing::Timing;
 
 pub use invalidate::InvalidationOutcome;
+pub use timing::SERVER_TIMING_HEADER;
 pub use admin::{PageRow, ADMIN_PATH};
 pub use produce::Hints;
 pub use render::RenderOutcome;
@@ -69,6 +74,8 @@ pub struct Isolate {
     pub regenerations: Rc<IsolateState>,
     /// MISS renders in flight, shared by concurrent visitors of the same page.
     pub(crate) renders: render::InFlightRenders,
+    /// Keys whose MISS renders failed recently: their visitors get the recent error.
+    pub failing_renders: backoff::FailingRenders,
 }
 
 impl Isolate {
@@ -77,6 +84,7 @@ impl Isolate {
         Rc::new(Isolate {
             regenerations: IsolateState::new(),
             renders: Default::default(),
+            failing_renders: Default::default(),
         })
     }
 }
@@ -152,40 +160,58 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {
             if path == self.config.revalidate_path {
-                return match read_small_body(req).await {
+                let answer = match read_small_body(req).await {
                     Ok(req) => self.handle_revalidate(req).await,
                     Err(refusal) => refusal,
                 };
+                return timing::add(answer, Timing::default());
             }
             if admin::is_admin_path(path) {
-                return match read_small_body(req).await {
+                let answer = match read_small_body(req).await {
                     Ok(req) => self.handle_admin(req).await,
                     Err(refusal) => refusal.with_header("cache-control", "no-store"),
                 };
+                return timing::add(answer, Timing::default());
             }
         }
         let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
             RequestDecision::Cacheable(key) => key,
-            RequestDecision::Bypass(reason) => return self.pass_through(req, reason).await,
+            RequestDecision::Bypass(reason) => {
+                let started = self.clock.now_ms();
+                let resp = self.pass_through(req, reason).await;
+                let origin_ms = Some(self.clock.now_ms().saturating_sub(started));
+                return timing::add(resp, Timing { kv_ms: None, origin_ms });
+            }
         };
         let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
+        let started = self.clock.now_ms();
         let stored = self.read_page_to_serve(&page_key).await;
         let now = self.clock.now_ms();
-        match stored {
-            Some(page) => match freshness(&page.meta, now) {
+        let kv_ms = Some(now.saturating_sub(started));
+        let served = match stored {
+            Some(page) => match freshness_within(&page.meta, now, self.config.stale_if_error_s) {
                 Freshness::Fresh => self.serve(&req, &page, CacheState::Hit),
                 Freshness::Stale => {
                     self.start_regeneration(&key, &page_key, &page);
                     self.serve(&req, &page, CacheState::Stale)
                 }
-                Freshness::Expired => self.render(&req, &key, &page_key, Some(page.meta)).await,
+                Freshness::Expired => return self.timed_render(&req, &key, &page_key, Some(page.meta), now, kv_ms).await,
             },
             None => match self.isolate.renders.pending_page(&page_key, now) {
                 // Rendered here a moment ago; its KV write has not landed yet.
                 Some(page) => self.serve(&req, &page, CacheState::Hit),
-                None => self.render(&req, &key, &page_key, None).await,
+                None => return self.timed_render(&req, &key, &page_key, None, now, kv_ms).await,
             },
-        }
+        };
+        timing::add(served, Timing { kv_ms, origin_ms: None })
+    }
+
+    /// [`Engine::render`], with the time this visitor waited for it (from `since`) in
+    /// `Server-Timing`.
+    async fn timed_render(&self, req: &Request, key: &CacheKey, page_key: &str, previous: Option<PageMeta>, since: u64, kv_ms: Option<u64>) -> Response {
+        let resp = self.render(req, key, page_key, previous).await;
+        let origin_ms = Some(self.clock.now_ms().saturating_sub(since));
+        timing::add(resp, Timing { kv_ms, origin_ms })
     }
 
     /// Reads and decodes a stored page. A store error or unreadable metadata is logged and
@@ -257,7 +283,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             },
             Err(_) => None,
         };
-        let Some(url) = self.raw_origin_url(&req.url, base.as_ref().unwrap_or(&self.config.origin)) else {
+        // A Worker origin (ORIGIN_SERVICE) gets the visitor's URL as it is, like a Worker on the route.
+        let raw = match &base {
+            None if self.config.origin_service.is_some() => crate::rules::key::parse_url(&req.url).ok().map(|u| u.to_string()),
+            _ => self.raw_origin_url(&req.url, base.as_ref().unwrap_or(&self.config.origin)),
+        };
+        let Some(url) = raw else {
             return Response::json_error(400, "malformed request URL");
         };
         let upstream_path = crate::rules::key::parse_url(&url).map(|u| u.path().to_string()).unwrap_or_default();
@@ -273,7 +304,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         } else {
             self.config.origin_timeout_ms
         };
-        match self.origin.fetch_to_serve(upstream, timeout_ms).await {
+        let sent = match base {
+            Some(_) => self.origin.fetch_to_serve(upstream, timeout_ms).await,
+            None => self.origin.fetch_page_to_serve(upstream, timeout_ms).await,
+        };
+        match sent {
             Ok(resp) => bypass_response(resp, &reason),
             Err(e) => self.origin_error_response(&upstream_path, &e),
         }
@@ -287,6 +322,18 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         origin.set_path(&format!("{base}{}", parsed.path()));
         origin.set_query(parsed.query());
         Some(origin.to_string())
+    }
+
+    /// The base URL a page of the site's own origin is fetched from: `ORIGIN_URL`, or, for a
+    /// Worker origin (`ORIGIN_SERVICE`), `https://` and the key's host, so that the Worker sees
+    /// the page's public URL (whatever scheme or port the visitor used: they share the page).
+    pub(crate) fn page_base(&self, key: &CacheKey) -> std::borrow::Cow<'_, url::Url> {
+        if self.config.origin_service.is_some() {
+            if let Ok(url) = url::Url::parse(&format!("https://{}/", key.host)) {
+                return std::borrow::Cow::Owned(url);
+            }
+        }
+        std::borrow::Cow::Borrowed(&self.config.origin)
     }
 
     /// The request sent to the origin to render `key`: its normalised URL, a fixed set of
@@ -359,6 +406,12 @@ mod tests;
 #[cfg(test)]
 mod invalidation_tests;
 #[cfg(test)]
+mod lost_invalidation_tests;
+#[cfg(test)]
 mod site_tests;
+#[cfg(test)]
+mod failure_tests;
+#[cfg(test)]
+mod front_tests;
 #[cfg(test)]
 mod hostile_tests;

@@ -36,9 +36,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let tags = matched.route.tags_for(&matched.params);
         match &route.renderer {
             Renderer::Proxy(base) => {
-                let base = base.as_ref().unwrap_or(&self.config.origin);
-                let req = self.origin_request(key, purpose, previous, base);
-                let resp = self.origin.fetch(req, timeout_ms).await?;
+                let resp = match base {
+                    Some(base) => self.origin.fetch(self.origin_request(key, purpose, previous, base), timeout_ms).await?,
+                    // The site's own origin: ORIGIN_URL, or the ORIGIN_SERVICE Worker.
+                    None => self.origin.fetch_page(self.origin_request(key, purpose, previous, &self.page_base(key)), timeout_ms).await?,
+                };
                 let hints = Hints {
                     revalidate_s: route.revalidate,
                     tags,

@@ -7,10 +7,12 @@ use crate::coordination::lease::{retry_delay_ms, Lease};
 use crate::runtime::log::Level;
 use crate::rules::meta::StoredPage;
 use crate::runtime::origin::Origin;
+use crate::rules::freshness::is_origin_failure;
 use crate::rules::policy;
 use crate::rules::state::BypassReason;
 use crate::store::{KvStore, PutOptions, StoreError};
 use crate::http::Body;
+use super::write::{retry_backoff_ms, WRITE_RETRIES};
 
 /// Extra lease time beyond the regeneration timeout, for the write that follows the render.
 pub const LEASE_MARGIN_MS: u64 = 5_000;
@@ -19,9 +21,12 @@ pub const LEASE_MARGIN_MS: u64 = 5_000;
 enum Regenerated {
     /// A new page (or a refreshed one, after a 304) was written.
     Updated,
-    /// The origin no longer allows caching the page; it was removed.
+    /// The origin no longer allows caching the page, or answered that it is gone (401, 403,
+    /// 451, an unstored redirect, another 4xx): it was removed, and the next visitor gets the
+    /// origin's answer.
     Removed(BypassReason),
-    /// The origin failed; the stored page stays.
+    /// The origin failed (no answer, a 5xx or 429, an answer too large to store); the stored
+    /// page stays (stale-if-error, up to `STALE_IF_ERROR_S`).
     Failed(String),
 }
 
@@ -60,7 +65,14 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             return;
         }
         match self.regenerate_once(key, page_key, &page, now).await {
-            Regenerated::Updated => self.isolate.regenerations.clear_backoff(page_key),
+            Regenerated::Updated => {
+                self.isolate.regenerations.clear_backoff(page_key);
+                self.isolate.failing_renders.clear(page_key);
+            }
+            Regenerated::Removed(BypassReason::Status(status)) => self.log(
+                Level::Info,
+                &format!("origin answered {status} for {page_key}; removed it (visitors get the origin's answer)"),
+            ),
             Regenerated::Removed(reason) => self.log(
                 Level::Info,
                 &format!("origin no longer allows caching {page_key} ({}); removed it", reason.as_str()),
@@ -92,19 +104,24 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         if resp.status == 304 && sent_validators {
             return self.refresh_unchanged(page_key, page, &resp.headers, started).await;
         }
+        if is_origin_failure(resp.status) {
+            // Checked before anything else about the answer: a 500 with a `Set-Cookie` is
+            // still a failure, not a reason to drop the page.
+            return Regenerated::Failed(format!("origin answered {}", resp.status));
+        }
         match self.prepare_page(&resp, started, &hints) {
             Ok(prepared) => {
                 self.write_page(page_key, prepared, Some(&page.meta)).await;
                 Regenerated::Updated
             }
-            Err(BypassReason::Status(status)) => Regenerated::Failed(format!("origin answered {status}")),
+            // A 304 to a request without validators answers nothing.
+            Err(BypassReason::Status(304)) => Regenerated::Failed("origin answered 304 to an unconditional request".to_string()),
             Err(reason @ (BypassReason::TooLarge | BypassReason::HeadersTooLarge)) => {
                 Regenerated::Failed(format!("new render cannot be stored: {}", reason.as_str()))
             }
             Err(reason) => {
-                if let Err(e) = self.delete_with_retry(page_key).await {
-                    self.log(Level::Warn, &format!("removing {page_key} failed: {e}"));
-                }
+                // With its tag index entries; a failure is logged there.
+                self.remove_page(page_key).await;
                 Regenerated::Removed(reason)
             }
         }
@@ -125,31 +142,39 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             }
         }
         // The body to keep is the stored one, re-read here: the visitor's copy may be a stream
-        // already on its way to the visitor (`KvStore::get_to_serve`).
-        let body = match self.carry_invalidation(page_key, &mut meta).await {
-            Some(current) if current.meta.etag == page.meta.etag => current.body,
-            Some(_) => {
-                // Another location stored a different page since this one was read: it is newer
-                // than what the origin just confirmed, so it stays.
-                self.log(Level::Info, &format!("{page_key} changed while regenerating; keeping the newer page"));
-                return Regenerated::Updated;
+        // already on its way to the visitor (`KvStore::get_to_serve`). Re-read again before a
+        // retry after 429 (usually a mark just written), so that the mark is carried over.
+        let mut attempt = 0;
+        loop {
+            let body = match self.carry_invalidation(page_key, &mut meta).await {
+                Some(current) if current.meta.etag == page.meta.etag => current.body,
+                Some(_) => {
+                    // Another location stored a different page since this one was read: it is newer
+                    // than what the origin just confirmed, so it stays.
+                    self.log(Level::Info, &format!("{page_key} changed while regenerating; keeping the newer page"));
+                    return Regenerated::Updated;
+                }
+                None => return Regenerated::Failed("the stored page could not be re-read to refresh it".to_string()),
+            };
+            let metadata = match meta.encode() {
+                Ok(m) => m,
+                Err(reason) => return Regenerated::Failed(reason.as_str().to_string()),
+            };
+            let opts = PutOptions {
+                metadata: Some(metadata),
+                expiration_ttl: meta.expiration_ttl_s(self.clock.now_ms()),
+            };
+            match self.store.put(page_key, body, opts).await {
+                Err(StoreError::RateLimited) if attempt < WRITE_RETRIES => {
+                    attempt += 1;
+                    self.clock.sleep(retry_backoff_ms(attempt)).await;
+                }
+                Ok(()) => {
+                    self.log(Level::Info, &format!("refreshed {page_key} (origin: not modified)"));
+                    return Regenerated::Updated;
+                }
+                Err(e) => return Regenerated::Failed(format!("storing refreshed page failed: {e}")),
             }
-            None => return Regenerated::Failed("the stored page could not be re-read to refresh it".to_string()),
-        };
-        let metadata = match meta.encode() {
-            Ok(m) => m,
-            Err(reason) => return Regenerated::Failed(reason.as_str().to_string()),
-        };
-        let opts = PutOptions {
-            metadata: Some(metadata),
-            expiration_ttl: None,
-        };
-        match self.put_with_retry(page_key, body, opts).await {
-            Ok(()) => {
-                self.log(Level::Info, &format!("refreshed {page_key} (origin: not modified)"));
-                Regenerated::Updated
-            }
-            Err(e) => Regenerated::Failed(format!("storing refreshed page failed: {e}")),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use super::{bypass_response, Engine};
 use crate::http::{Request, Response};
+use crate::rules::freshness::is_origin_failure;
 use crate::rules::key::CacheKey;
 use crate::runtime::log::Level;
 use crate::rules::meta::{PageMeta, StoredPage};
@@ -75,9 +76,16 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Answers a MISS (or a page expired by a hard invalidation, whose metadata is `previous`).
     ///
     /// Concurrent visitors of the same page share one origin render. A shared render that is
-    /// not cacheable is given only to the visitor who started it: it may carry per-visitor data
-    /// (a fresh `Set-Cookie`), so the others fetch their own copy.
+    /// not cacheable and not an error is given only to the visitor who started it: it may carry
+    /// per-visitor data (a fresh `Set-Cookie`), so the others fetch their own copy. An error
+    /// answer (4xx, 5xx) is shared, without its cookie, and so is the lack of an answer.
+    ///
+    /// When the render fails (no answer, a 5xx or 429), the key backs off in this isolate
+    /// ([`super::backoff`]): its visitors get that error again, without an origin call.
     pub(crate) async fn render(&self, req: &Request, key: &CacheKey, page_key: &str, previous: Option<PageMeta>) -> Response {
+        if let Some(recent) = self.isolate.failing_renders.answer(page_key, self.clock.now_ms()) {
+            return strip_head(req, recent);
+        }
         let (id, render, leader) = self.join_or_start_render(key, page_key, previous);
         let outcome = if leader {
             render.await
@@ -96,15 +104,41 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }
         match outcome {
             RenderOutcome::Stored(page) => self.serve(req, &page, CacheState::Miss),
-            RenderOutcome::NotStored(resp, reason) if leader => strip_head(req, bypass_response(resp, &reason)),
+            RenderOutcome::NotStored(resp, reason) if leader => {
+                let answer = bypass_response(resp, &reason);
+                if is_origin_failure(answer.status) {
+                    strip_head(req, self.back_off(page_key, answer))
+                } else {
+                    strip_head(req, answer)
+                }
+            }
+            RenderOutcome::NotStored(resp, reason) if resp.status >= 400 => {
+                let mut answer = bypass_response(resp, &reason);
+                answer.headers.remove("set-cookie");
+                strip_head(req, answer)
+            }
             RenderOutcome::NotStored(_, reason) => {
                 match self.produce(key, "miss", None, self.config.origin_timeout_ms).await {
                     Ok(own) => strip_head(req, bypass_response(own.resp, &reason)),
                     Err(e) => self.origin_error_response(&key.path, &e),
                 }
             }
+            RenderOutcome::Failed(e) if leader => {
+                let answer = self.origin_error_response(&key.path, &e);
+                self.back_off(page_key, answer)
+            }
             RenderOutcome::Failed(e) => self.origin_error_response(&key.path, &e),
         }
+    }
+
+    /// Starts (or lengthens) the back-off of `page_key` after a failed render whose visitor
+    /// gets `answer`; returns that answer, with `Retry-After`.
+    fn back_off(&self, page_key: &str, answer: Response) -> Response {
+        let now = self.clock.now_ms();
+        let answer = self.isolate.failing_renders.record(page_key, now, answer);
+        let wait = answer.headers.get("retry-after").unwrap_or("?");
+        self.log(Level::Warn, &format!("rendering {page_key} failed ({}); its visitors get this error for {wait}s without asking the origin", answer.status));
+        answer
     }
 
     /// Waits for a render another request started, by looking at it between short pauses of
@@ -162,6 +196,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         match self.prepare_page(&resp, started, &hints) {
             Ok(prepared) => {
+                self.isolate.failing_renders.clear(page_key);
                 let page = prepared.page.clone();
                 let this = self.clone();
                 let page_key = page_key.to_string();
@@ -172,15 +207,34 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 RenderOutcome::Stored(page)
             }
             Err(reason) => {
-                if matches!(reason, BypassReason::TooLarge | BypassReason::HeadersTooLarge) {
+                let unstorable = matches!(reason, BypassReason::TooLarge | BypassReason::HeadersTooLarge);
+                if unstorable {
                     self.log(
                         Level::Warn,
                         &format!("not storing {page_key}: {} (served uncached)", reason.as_str()),
                     );
                 }
+                if previous.is_some() && !unstorable && !is_origin_failure(resp.status) && resp.status != 304 {
+                    // The stored page (expired, so not served) is one the origin says is gone
+                    // or no longer cacheable: remove it, as a regeneration would.
+                    let (this, page_key, answered) = (self.clone(), page_key.to_string(), answered_text(&reason));
+                    self.background.spawn(Box::pin(async move {
+                        // With its tag index entries (a failure is logged there).
+                        if this.remove_page(&page_key).await {
+                            this.log(Level::Info, &format!("origin answered {answered} for expired {page_key}; removed it"));
+                        }
+                    }));
+                }
                 RenderOutcome::NotStored(resp, reason)
             }
         }
+    }
+}
+
+fn answered_text(reason: &BypassReason) -> String {
+    match reason {
+        BypassReason::Status(status) => status.to_string(),
+        other => format!("a page it does not allow caching ({})", other.as_str()),
     }
 }
 

@@ -42,8 +42,16 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         let hosts = self.invalidation_hosts(&req);
         let outcome = self.invalidate(&hosts, &invalidation).await;
+        self.end_back_offs();
         self.log(Level::Info, &format!("revalidation webhook accepted ({})", method.as_str()));
-        Response::json(200, &outcome.to_json(invalidation.mode))
+        Response::json(outcome.status(), &outcome.to_json(invalidation.mode))
+    }
+
+    /// After an invalidation: the content changed, so this isolate asks the origin again at
+    /// once, for pages whose renders were failing and pages whose regenerations were.
+    pub(crate) fn end_back_offs(&self) {
+        self.isolate.failing_renders.clear_all();
+        self.isolate.regenerations.clear_all_backoffs();
     }
 
     /// Hosts whose pages a webhook call invalidates: the configured `CACHE_HOSTS`, or the host

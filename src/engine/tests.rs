@@ -251,8 +251,12 @@ fn miss_with_failing_origin_answers_an_error_and_stores_nothing() {
         assert_eq!(r.status, 504);
         let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert!(json["error"].as_str().unwrap().contains("did not answer"));
+        // Each failure backs the page off (2 s, then 4 s: see failure_tests), so each new
+        // answer is looked at once the back-off has ended.
+        b.clock.advance(crate::engine::backoff::backoff_ms(1));
         b.origin.reply("/down", Reply::Network);
         assert_eq!(b.get("/down").await.status, 502);
+        b.clock.advance(crate::engine::backoff::backoff_ms(2));
         b.origin.reply("/down", Reply::Status(500));
         let r = b.get("/down").await;
         assert_eq!((r.status, cache_state(&r)), (500, "BYPASS"));
@@ -537,6 +541,7 @@ fn an_expired_page_renders_synchronously_and_is_never_shown_on_failure() {
         b.origin.reply("/x", Reply::Status(503));
         let down = b.get("/x").await;
         assert_eq!(down.status, 503, "expired content is not shown again, even when the origin fails");
+        b.clock.advance(crate::engine::backoff::backoff_ms(1)); // the failure's back-off
         b.origin.reply("/x", Reply::page("new", &[]));
         let r = b.get("/x").await;
         assert_eq!((cache_state(&r), body(&r).as_str()), ("MISS", "new render=2"));

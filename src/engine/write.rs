@@ -6,16 +6,25 @@ use crate::rules::conditional::etag_for_body;
 use crate::http::Response;
 use crate::rules::key::hex;
 use crate::runtime::log::Level;
-use crate::rules::meta::{usable_validator, PageMeta, StoredPage, META_VERSION};
+use crate::rules::meta::{is_missing_status, usable_validator, PageMeta, StoredPage, META_VERSION};
 use crate::runtime::origin::Origin;
 use crate::rules::policy::{self, ResponseDecision};
 use crate::rules::state::BypassReason;
 use crate::store::{KvStore, PutOptions, StoreError};
+use super::index::{IndexStep, INDEX_INCOMPLETE};
 use crate::http::Body;
 use sha2::{Digest, Sha256};
 
 /// Retries of a write that KV rejected with 429 (one write per second per key).
 pub const WRITE_RETRIES: u32 = 3;
+
+/// Wait before retry `attempt` (1-based) of a write KV rejected with 429: 1 s, 2 s, 4 s.
+pub fn retry_backoff_ms(attempt: u32) -> u64 {
+    1000 << (attempt.max(1) - 1)
+}
+
+/// The longest a write can be delayed by 429 back-off: 1 + 2 + 4 = 7 s.
+pub const WRITE_RETRY_BACKOFF_MS: u64 = 7_000;
 
 /// A page ready to be written: its stored form (metadata checked against KV's limit) and tags.
 #[derive(Clone, Debug)]
@@ -62,6 +71,13 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 tags.push(tag.clone());
             }
         }
+        if is_missing_status(resp.status) {
+            // A missing page is in no tag: a flood of distinct missing paths must not grow the
+            // index, and it expires by itself ([`PageMeta::expiration_ttl_s`]). A page published
+            // later under its path replaces it at its revalidate time, or at once with a path
+            // invalidation.
+            tags.clear();
+        }
         let origin_etag = usable_validator(resp.headers.get("etag"));
         let last_modified = usable_validator(resp.headers.get("last-modified"));
         let mut meta = PageMeta {
@@ -74,6 +90,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             last_modified,
             invalidated_at: None,
             expired: false,
+            stale_if_error_s: crate::rules::freshness::stale_if_error_seconds(&resp.headers),
             tags_digest: tags_digest(&tags),
             headers: policy::headers_to_store(&resp.headers).into_pairs(),
         };
@@ -90,21 +107,61 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Writes a prepared page. Never fails the caller: errors are logged, and the previously
     /// stored page (if any) stays in place.
+    ///
+    /// Before each attempt (the first, and each retry after a 429, which usually means a mark
+    /// was just written) the stored page is re-read: a mark made after this render started is
+    /// carried over, and a page rendered *later* than this one (by another isolate) is kept —
+    /// an older render never replaces a newer one. New tag index entries are written before
+    /// the page names their digest ([`crate::engine::index`]).
     pub(crate) async fn write_page(&self, page_key: &str, mut prepared: PreparedPage, previous: Option<&PageMeta>) -> bool {
-        let current = self.carry_invalidation(page_key, &mut prepared.page.meta).await;
-        let previous = current.as_ref().map(|c| &c.meta).or(previous);
-        let Ok(metadata) = prepared.page.meta.encode() else {
-            return false; // cannot happen: the same metadata fitted before, plus at most two small fields
-        };
-        let opts = PutOptions {
-            metadata: Some(metadata),
-            expiration_ttl: None,
-        };
-        match self.put_with_retry(page_key, prepared.page.body.clone(), opts).await {
+        let page_id = crate::store::layout::page_id_of(&self.config.cache_version, page_key);
+        let digest = prepared.page.meta.tags_digest.clone();
+        let mut index: Option<IndexStep> = None;
+        let mut attempt = 0;
+        loop {
+            let current = self.carry_invalidation(page_key, &mut prepared.page.meta).await;
+            if let Some(newer) = current.as_ref().filter(|c| c.meta.rendered_at > prepared.page.meta.rendered_at) {
+                self.log(
+                    Level::Info,
+                    &format!("not storing {page_key}: the stored page was rendered {} ms later", newer.meta.rendered_at - prepared.page.meta.rendered_at),
+                );
+                return true;
+            }
+            let step = match (&index, &page_id) {
+                (Some(step), _) => step,
+                (None, Some(id)) => {
+                    let previous = current.as_ref().map(|c| &c.meta).or(previous);
+                    index.insert(self.add_to_tag_index(id, &prepared.tags, digest.as_deref(), previous).await)
+                }
+                (None, None) => index.insert(IndexStep::Unchanged),
+            };
+            prepared.page.meta.tags_digest = match step {
+                IndexStep::Failed => Some(INDEX_INCOMPLETE.to_string()),
+                _ => digest.clone(),
+            };
+            let Ok(metadata) = prepared.page.meta.encode() else {
+                return false; // cannot happen: the same metadata fitted before, plus at most two small fields
+            };
+            let opts = PutOptions {
+                metadata: Some(metadata),
+                expiration_ttl: prepared.page.meta.expiration_ttl_s(self.clock.now_ms()),
+            };
+            match self.store.put(page_key, prepared.page.body.clone(), opts).await {
+                Err(StoreError::RateLimited) if attempt < WRITE_RETRIES => {
+                    attempt += 1;
+                    self.clock.sleep(retry_backoff_ms(attempt)).await;
+                    continue;
+                }
+                result => break self.after_page_write(page_key, &prepared, page_id.as_deref(), index.as_ref(), result).await,
+            }
+        }
+    }
+
+    async fn after_page_write(&self, page_key: &str, prepared: &PreparedPage, page_id: Option<&str>, index: Option<&IndexStep>, result: Result<(), StoreError>) -> bool {
+        match result {
             Ok(()) => {
-                if let Some(page_id) = crate::store::layout::page_id_of(&self.config.cache_version, page_key) {
-                    let digest = prepared.page.meta.tags_digest.as_deref();
-                    self.update_tag_index(&page_id, &prepared.tags, digest, previous).await;
+                if let (Some(id), Some(IndexStep::Added(old))) = (page_id, index) {
+                    self.remove_from_tag_index(id, &prepared.tags, old).await;
                 }
                 self.log(
                     Level::Info,
@@ -161,7 +218,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         self.retry_rate_limited(|| self.store.delete(key)).await
     }
 
-    /// Runs a KV write, and again after 1 s, 2 s and 4 s while KV answers 429.
+    /// Runs a KV write, and again after 1 s, 2 s and 4 s while KV answers 429 (for writes that
+    /// do not depend on what is stored: index entries, leases; a page write re-reads instead).
     async fn retry_rate_limited<F, Fut>(&self, mut write: F) -> Result<(), StoreError>
     where
         F: FnMut() -> Fut,
@@ -172,7 +230,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             match write().await {
                 Err(StoreError::RateLimited) if attempt < WRITE_RETRIES => {
                     attempt += 1;
-                    self.clock.sleep(1000 << (attempt - 1)).await;
+                    self.clock.sleep(retry_backoff_ms(attempt)).await;
                 }
                 other => return other,
             }
@@ -191,5 +249,11 @@ mod tests {
         assert_ne!(a, tags_digest(&["x".into()]));
         assert_ne!(tags_digest(&["ab".into()]), tags_digest(&["a".into(), "b".into()]));
         assert_eq!(tags_digest(&[]), None);
+    }
+
+    #[test]
+    fn the_backoff_adds_up_to_its_stated_total() {
+        let total: u64 = (1..=WRITE_RETRIES).map(retry_backoff_ms).sum();
+        assert_eq!(total, WRITE_RETRY_BACKOFF_MS);
     }
 }

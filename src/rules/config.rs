@@ -50,8 +50,12 @@ pub fn name_matches(pattern: &str, name: &str) -> bool {
 /// Everything the engine needs to know about the deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Base URL of the upstream that renders pages (`ORIGIN_URL`).
+    /// Base URL of the upstream that renders pages (`ORIGIN_URL`). With [`Config::origin_service`]
+    /// set and `ORIGIN_URL` unset, [`UNSET_ORIGIN`] (only `CMS_URL`'s default then).
     pub origin: Url,
+    /// Name of a service binding whose Worker renders the pages no route renders
+    /// (`ORIGIN_SERVICE`), in place of `ORIGIN_URL`.
+    pub origin_service: Option<String>,
     /// Revalidate time when the origin says nothing (`DEFAULT_REVALIDATE`, seconds).
     pub default_revalidate_s: u32,
     /// Revalidate time for 404/410 pages when the origin says nothing (`NOT_FOUND_REVALIDATE`).
@@ -85,6 +89,10 @@ pub struct Config {
     /// Base URL of the headless CMS that template routes read JSON from (`CMS_URL`); data URLs
     /// starting with `/` are joined to it. Default: `ORIGIN_URL`.
     pub cms_url: Url,
+    /// Longest time a stale page hides a failing origin (`STALE_IF_ERROR_S`, seconds from when
+    /// it went stale; the origin's `stale-if-error` may ask for less). Past it, the page is
+    /// rendered while the visitor waits, and a failure reaches the visitor.
+    pub stale_if_error_s: u32,
 }
 
 /// A variable that is missing or malformed.
@@ -104,6 +112,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Default of `STALE_IF_ERROR_S`: one day.
+pub const DEFAULT_STALE_IF_ERROR_S: u64 = 86_400;
+/// `ORIGIN_URL` when only `ORIGIN_SERVICE` is set: nothing is fetched from it but data URLs of
+/// template routes when `CMS_URL` is unset too, which then fail naming this host.
+pub const UNSET_ORIGIN: &str = "http://origin-url-not-set.invalid/";
+
 /// Longest time background work may run after a response on Workers (`waitUntil`), in ms.
 pub const WAIT_UNTIL_LIMIT_MS: u64 = 30_000;
 
@@ -111,10 +125,25 @@ impl Config {
     /// Reads the configuration through `var` (a lookup of `[vars]` by name).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let get = |name: &'static str| var(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let origin_raw = get("ORIGIN_URL").ok_or(ConfigError {
-            var: "ORIGIN_URL",
-            problem: "is not set; set it to the base URL of the site to cache".into(),
-        })?;
+        let origin_service = get("ORIGIN_SERVICE");
+        if let Some(name) = &origin_service {
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(ConfigError {
+                    var: "ORIGIN_SERVICE",
+                    problem: format!("{name:?} is not a binding name (letters, digits, '_'): name the `binding` of a [[services]] entry in wrangler.toml"),
+                });
+            }
+        }
+        let origin_raw = match (get("ORIGIN_URL"), &origin_service) {
+            (Some(url), _) => url,
+            (None, Some(_)) => UNSET_ORIGIN.to_string(),
+            (None, None) => {
+                return Err(ConfigError {
+                    var: "ORIGIN_URL",
+                    problem: "is not set; set it to the base URL of the site to cache (or ORIGIN_SERVICE to a Worker's service binding)".into(),
+                })
+            }
+        };
         let origin = crate::rules::key::parse_url(&origin_raw)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
@@ -181,6 +210,7 @@ impl Config {
         Ok(Config {
             cms_url,
             origin,
+            origin_service,
             default_revalidate_s: number("DEFAULT_REVALIDATE", 60, one_year)? as u32,
             not_found_revalidate_s: number("NOT_FOUND_REVALIDATE", 30, one_year)? as u32,
             cache_version,
@@ -194,6 +224,7 @@ impl Config {
             revalidate_secret: get("REVALIDATE_SECRET").unwrap_or_default(),
             admin_secret: get("ADMIN_SECRET").unwrap_or_default(),
             webhook_mappings: get("WEBHOOK_MAPPINGS").unwrap_or_default(),
+            stale_if_error_s: number("STALE_IF_ERROR_S", DEFAULT_STALE_IF_ERROR_S, one_year)? as u32,
         })
     }
 
@@ -242,6 +273,9 @@ mod tests {
         assert_eq!(c.trailing_slash, TrailingSlash::Keep);
         assert!(c.bypass_cookies.contains(&"__session".to_string()));
         assert_eq!(c.revalidate_path, "/api/revalidate");
+        assert_eq!(c.stale_if_error_s, 86_400);
+        let short = Config::from_vars(vars(&[("ORIGIN_URL", "https://example.com"), ("STALE_IF_ERROR_S", "0")])).unwrap();
+        assert_eq!(short.stale_if_error_s, 0);
     }
 
     #[test]
@@ -255,11 +289,26 @@ mod tests {
             ("REGENERATE_TIMEOUT_MS", "60000"),
             ("REVALIDATE_PATH", "api"),
             ("CMS_URL", "/api"),
+            ("STALE_IF_ERROR_S", "-1"),
+            ("STALE_IF_ERROR_S", "1d"),
         ];
         for (name, value) in bad {
             let err = Config::from_vars(vars(&[("ORIGIN_URL", "http://o.test"), (name, value)])).unwrap_err();
             assert_eq!(err.var, name, "{err}");
         }
+    }
+
+    #[test]
+    fn an_origin_service_makes_the_origin_url_optional() {
+        let c = Config::from_vars(vars(&[("ORIGIN_SERVICE", "APP")])).unwrap();
+        assert_eq!(c.origin_service.as_deref(), Some("APP"));
+        assert_eq!(c.origin.as_str(), UNSET_ORIGIN);
+        assert_eq!(c.cms_url, c.origin);
+        let both = Config::from_vars(vars(&[("ORIGIN_SERVICE", "APP"), ("ORIGIN_URL", "https://cms.test")])).unwrap();
+        assert_eq!(both.cms_url.as_str(), "https://cms.test/");
+        assert_eq!(Config::for_origin("http://o.test").origin_service, None);
+        let err = Config::from_vars(vars(&[("ORIGIN_SERVICE", "my-app")])).unwrap_err();
+        assert_eq!(err.var, "ORIGIN_SERVICE", "{err}");
     }
 
     #[test]

@@ -83,6 +83,49 @@ pub fn shorten(id: String, max: usize) -> String {
     format!("{}~{}", &id[..cut], digest)
 }
 
+/// Bytes of a hashed suffix added by [`shorten`] (`~` and 32 hex digits).
+const SHORTENED_SUFFIX_BYTES: usize = 33;
+
+/// The part of an id prefix that every page id starting with it keeps when shortened: ids
+/// longer than [`MAX_PAGE_ID_BYTES`] keep only their first `MAX_PAGE_ID_BYTES - 33` bytes (a
+/// little less at a character boundary), so a longer prefix is listed by that start, and the
+/// listed ids are matched with [`id_may_start_with`].
+pub fn listing_prefix(prefix: &str) -> &str {
+    let mut cut = MAX_PAGE_ID_BYTES - SHORTENED_SUFFIX_BYTES - 3;
+    if prefix.len() <= cut {
+        return prefix;
+    }
+    while !prefix.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &prefix[..cut]
+}
+
+/// Whether the page with id `id` may have an id (before shortening) starting with `prefix`:
+/// surely when `id` itself does; possibly when `id` is shortened and its kept start is a
+/// prefix of `prefix` (the rest is hashed away, so such a page is matched: invalidating a page
+/// too many is harmless, missing one is not).
+pub fn id_may_start_with(id: &str, prefix: &str) -> bool {
+    if id.starts_with(prefix) {
+        return true;
+    }
+    let Some(kept) = shortened_start(id) else {
+        return false;
+    };
+    prefix.starts_with(kept)
+}
+
+/// The kept start of an id that [`shorten`] shortened (`start~<32 hex>`, exactly as long as
+/// a shortened id can be), or `None`.
+fn shortened_start(id: &str) -> Option<&str> {
+    if id.len() + 3 < MAX_PAGE_ID_BYTES || id.len() > MAX_PAGE_ID_BYTES {
+        return None;
+    }
+    let (start, digest) = id.split_at_checked(id.len().checked_sub(SHORTENED_SUFFIX_BYTES)?)?;
+    let hex = digest.strip_prefix('~')?;
+    hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()).then_some(start)
+}
+
 /// Percent-encodes (upper-case hex, UTF-8) every byte but ASCII letters, digits and `keeps`.
 pub fn percent_encode(s: &str, keeps: &[u8]) -> String {
     let mut out = String::with_capacity(s.len());
@@ -339,6 +382,23 @@ mod tests {
         ));
         let multibyte = shorten("é".repeat(300), MAX_PAGE_ID_BYTES);
         assert!(multibyte.len() <= MAX_PAGE_ID_BYTES);
+    }
+
+    #[test]
+    fn a_prefix_matches_shortened_ids_by_their_kept_start() {
+        let long = |tail: &str| format!("e.com/{}{tail}", "é".repeat(200));
+        let (one, two) = (shorten(long("/one"), MAX_PAGE_ID_BYTES), shorten(long("/two"), MAX_PAGE_ID_BYTES));
+        let prefix = long("/");
+        assert!(!one.starts_with(&prefix), "the prefix is longer than the kept start");
+        assert!(one.starts_with(listing_prefix(&prefix)) && two.starts_with(listing_prefix(&prefix)));
+        assert!(id_may_start_with(&one, &prefix) && id_may_start_with(&two, &prefix));
+        assert!(!id_may_start_with(&shorten(format!("e.com/{}", "x".repeat(500)), MAX_PAGE_ID_BYTES), &prefix));
+        assert!(!id_may_start_with("e.com/other", "e.com/o/"));
+        assert!(id_may_start_with("e.com/o/x", "e.com/o/"));
+        assert_eq!(listing_prefix("e.com/short/"), "e.com/short/");
+        // An id that merely ends like a shortened one but is short is matched by its text only.
+        let lookalike = format!("e.com/a~{}", "0".repeat(32));
+        assert!(!id_may_start_with(&lookalike, "e.com/a/b"));
     }
 
     #[test]

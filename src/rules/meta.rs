@@ -50,6 +50,9 @@ pub struct PageMeta {
     /// Whether that invalidation asked for a synchronous re-render (`mode: expire`).
     #[serde(rename = "x", default, skip_serializing_if = "is_false")]
     pub expired: bool,
+    /// The origin's `stale-if-error` for this page (seconds), if it gave one.
+    #[serde(rename = "se", default, skip_serializing_if = "Option::is_none")]
+    pub stale_if_error_s: Option<u32>,
     /// Digest of the page's tag set, to tell when a regeneration changed the tags.
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     pub tags_digest: Option<String>,
@@ -60,6 +63,19 @@ pub struct PageMeta {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// How long a stored "missing" page (404/410) is served STALE past its revalidate time before
+/// KV drops it by itself.
+pub const MISSING_PAGE_STALE_S: u64 = 300;
+
+/// Longest time a stored 404/410 stays in KV, whatever its revalidate time: a flood of distinct
+/// missing paths leaves nothing behind after a day.
+pub const MAX_MISSING_PAGE_LIFETIME_S: u64 = 86_400;
+
+/// Whether a status means "there is no such page" (stored like a page, but expiring on its own).
+pub fn is_missing_status(status: u16) -> bool {
+    matches!(status, 404 | 410)
 }
 
 /// A page read back from the store.
@@ -137,6 +153,21 @@ impl PageMeta {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.clone())).collect()
     }
 
+    /// The `expirationTtl` to write this page with at `now`: none for pages, which stay until
+    /// replaced or removed; for 404/410 pages the rest of their lifetime (revalidate time plus
+    /// [`MISSING_PAGE_STALE_S`], at most [`MAX_MISSING_PAGE_LIFETIME_S`], counted from the
+    /// render), at least KV's 60 s. Every rewrite (a mark, a 304 refresh) passes it again, as a
+    /// KV write without one would make the page permanent.
+    pub fn expiration_ttl_s(&self, now: Millis) -> Option<u64> {
+        if !is_missing_status(self.status) {
+            return None;
+        }
+        let lifetime_s = (u64::from(self.revalidate_s) + MISSING_PAGE_STALE_S).min(MAX_MISSING_PAGE_LIFETIME_S);
+        let ends = self.rendered_at.saturating_add(lifetime_s * 1000);
+        let left_s = ends.saturating_sub(now).div_ceil(1000);
+        Some(left_s.max(crate::store::limits::MIN_EXPIRATION_TTL_SECS))
+    }
+
     /// Seconds since the render started (the `Age` header).
     pub fn age_s(&self, now: Millis) -> u64 {
         now.saturating_sub(self.rendered_at) / 1000
@@ -200,6 +231,19 @@ mod tests {
         let mut m = meta();
         m.headers.push(("content-security-policy".into(), "c".repeat(1100)));
         assert_eq!(m.encode(), Err(BypassReason::HeadersTooLarge));
+    }
+
+    #[test]
+    fn only_missing_pages_expire_and_their_expiry_counts_from_the_render() {
+        let mut m = meta();
+        assert_eq!(m.expiration_ttl_s(m.rendered_at), None);
+        m.status = 404;
+        m.revalidate_s = 30;
+        assert_eq!(m.expiration_ttl_s(m.rendered_at), Some(330));
+        assert_eq!(m.expiration_ttl_s(m.rendered_at + 100_000), Some(230), "a rewrite keeps the end");
+        assert_eq!(m.expiration_ttl_s(m.rendered_at + 10_000_000), Some(60), "KV's minimum");
+        m.revalidate_s = u32::MAX;
+        assert_eq!(m.expiration_ttl_s(m.rendered_at), Some(MAX_MISSING_PAGE_LIFETIME_S));
     }
 
     #[test]

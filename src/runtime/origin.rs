@@ -30,6 +30,14 @@ pub trait Origin {
     /// Sends `req` and returns the whole response, or an error after `timeout_ms`.
     async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError>;
 
+    /// Sends a request for one of the site's own pages: a path no route renders (the default
+    /// proxy), or a request passed through to it. Same contract as [`Origin::fetch`], which it
+    /// is unless the pages come from elsewhere than the other requests (`ORIGIN_SERVICE`: a
+    /// Worker behind a service binding, while CMS data still comes over HTTP).
+    async fn fetch_page(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.fetch(req, timeout_ms).await
+    }
+
     /// Sends `req` for an answer that is only passed on to the visitor (BYPASS): `timeout_ms`
     /// bounds the wait for the response's head, and the body is handed on as it arrives
     /// ([`crate::http::Body::served`]: never buffered, so downloads of any size, server-sent
@@ -37,5 +45,11 @@ pub trait Origin {
     /// ([`crate::http::Body::streaming`]), handed on the same way. By default, [`Origin::fetch`].
     async fn fetch_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
         self.fetch(req, timeout_ms).await
+    }
+
+    /// [`Origin::fetch_to_serve`] for one of the site's own pages (see [`Origin::fetch_page`]).
+    /// By default, [`Origin::fetch_page`].
+    async fn fetch_page_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.fetch_page(req, timeout_ms).await
     }
 }

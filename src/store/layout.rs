@@ -7,6 +7,7 @@
 //! | `t/{version}/{tag}/{page id}` | empty: "page carries tag" (the tag index) | — |
 //! | `g/{version}/{page id}` | the page's tags, JSON array (to remove members when tags change) | — |
 //! | `s/{version}/{route pattern}` | a route's static parameters read from the CMS, with when | — |
+//! | `v/{version}` | empty: "this cache version is in use" | when a cron run last saw it ([`crate::engine::cleanup`]) |
 //!
 //! The tag index is one key per (tag, page) pair, read back with `list({prefix})`: no shared
 //! value is ever read-modified-written, so concurrent writers cannot lose members and no key is
@@ -64,6 +65,20 @@ pub fn listing_key(version: &str, pattern: &str) -> String {
     shorten(format!("s/{version}/{pattern}"), 400)
 }
 
+/// Prefix of the keys recording cache versions in use.
+pub const VERSION_PREFIX: &str = "v/";
+
+/// KV key recording that cache version `version` is in use.
+pub fn version_key(version: &str) -> String {
+    format!("{VERSION_PREFIX}{version}")
+}
+
+/// Prefixes covering every key of cache version `version` (pages, leases, tag index, tag
+/// lists, listings), for deleting a retired version.
+pub fn version_prefixes(version: &str) -> Vec<String> {
+    ["p", "l", "t", "g", "s"].iter().map(|kind| format!("{kind}/{version}/")).collect()
+}
+
 /// KV key of a page's regeneration lease.
 pub fn lease_key(version: &str, page_id: &str) -> String {
     format!("l/{version}/{page_id}")
@@ -87,6 +102,17 @@ mod tests {
         let multibyte_tag = "é".repeat(crate::rules::policy::MAX_TAG_CHARS);
         assert!(tag_member_key(&version, &multibyte_tag, &id).len() <= MAX_KEY_BYTES);
         assert_eq!(page_id_of(&version, &page_key(&version, &id)).as_deref(), Some(id.as_str()));
+    }
+
+    #[test]
+    fn a_versions_prefixes_cover_every_key_of_it_and_none_of_another() {
+        let (id, tag) = ("h/p", "t");
+        let keys = [page_key("1", id), lease_key("1", id), tag_member_key("1", tag, id), page_tags_key("1", id), listing_key("1", "/blog/:slug")];
+        for key in &keys {
+            assert_eq!(version_prefixes("1").iter().filter(|p| key.starts_with(p.as_str())).count(), 1, "{key}");
+            assert!(version_prefixes("11").iter().all(|p| !key.starts_with(p.as_str())), "{key}");
+        }
+        assert!(!version_key("1").starts_with("p/"));
     }
 
     #[test]

@@ -71,11 +71,17 @@ struct Shared {
     /// Every key's recent writes, oldest first.
     keys: BTreeMap<String, Vec<Write>>,
     propagation_ms: u64,
+    /// How long each read takes ([`MemoryKv::with_read_latency`]).
+    read_latency_ms: u64,
     op_limit: u32,
     ops_this_invocation: u32,
     counts: OpCounts,
     faults: VecDeque<(Op, String, StoreError)>,
+    hooks: Vec<(Op, String, Hook)>,
 }
+
+/// Work a test runs just before an operation, to land a concurrent write at an exact point.
+type Hook = Box<dyn FnOnce()>;
 
 /// The in-memory store. Cloning gives another handle on the same data and location.
 #[derive(Clone)]
@@ -92,10 +98,12 @@ impl MemoryKv {
                 clock,
                 keys: BTreeMap::new(),
                 propagation_ms: 0,
+                read_latency_ms: 0,
                 op_limit: limits::MAX_OPERATIONS_PER_INVOCATION,
                 ops_this_invocation: 0,
                 counts: OpCounts::default(),
                 faults: VecDeque::new(),
+                hooks: Vec::new(),
             })),
             location: 0,
         }
@@ -104,6 +112,13 @@ impl MemoryKv {
     /// Sets how long a write takes to become visible in other locations (KV: up to 60 s).
     pub fn with_propagation_delay(self, ms: u64) -> Self {
         self.shared.borrow_mut().propagation_ms = ms;
+        self
+    }
+
+    /// Makes every read take `ms` on the store's clock (a manual clock just moves on), so that
+    /// what the engine measures around a read can be checked.
+    pub fn with_read_latency(self, ms: u64) -> Self {
+        self.shared.borrow_mut().read_latency_ms = ms;
         self
     }
 
@@ -145,6 +160,13 @@ impl MemoryKv {
         self.shared.borrow_mut().faults.push_back((op, key_prefix.to_string(), error));
     }
 
+    /// Runs `hook` just before the next `op` on a key starting with `key_prefix` (after the
+    /// operations before it, before this one is applied): how a test lands another writer's
+    /// write between an engine's read and its write. The hook may use the store.
+    pub fn before_next(&self, op: Op, key_prefix: &str, hook: impl FnOnce() + 'static) {
+        self.shared.borrow_mut().hooks.push((op, key_prefix.to_string(), Box::new(hook)));
+    }
+
     /// Keys visible from this location now, for assertions.
     pub fn visible_keys(&self) -> Vec<String> {
         let shared = self.shared.borrow();
@@ -159,6 +181,14 @@ impl MemoryKv {
 
     /// Counts an operation, applies injected faults and the per-invocation limit.
     fn begin(&self, op: Op, key: &str) -> Result<(), StoreError> {
+        let hook = {
+            let mut s = self.shared.borrow_mut();
+            let pos = s.hooks.iter().position(|(o, prefix, _)| *o == op && key.starts_with(prefix.as_str()));
+            pos.map(|p| s.hooks.remove(p).2)
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
         let mut s = self.shared.borrow_mut();
         if let Some(pos) = s.faults.iter().position(|(o, prefix, _)| *o == op && key.starts_with(prefix.as_str())) {
             let (_, _, err) = s.faults.remove(pos).expect("position is in range");
@@ -225,6 +255,13 @@ pub fn served_bytes(body: &Body) -> Vec<u8> {
 
 impl KvStore for MemoryKv {
     async fn get(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
+        let latency = {
+            let s = self.shared.borrow();
+            (s.read_latency_ms > 0).then(|| s.clock.sleep(s.read_latency_ms))
+        };
+        if let Some(latency) = latency {
+            latency.await;
+        }
         self.begin(Op::Get, key)?;
         validate_key(key)?;
         let s = self.shared.borrow();

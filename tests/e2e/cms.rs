@@ -2,7 +2,7 @@
 //! `/api/` content), publishing through the webhook, pre-rendering on the cron trigger, and
 //! the admin page, in a real browser too.
 
-use crate::support::{poll, Suite, SECRET};
+use crate::support::{node_path, poll, Suite, SECRET};
 use crate::Test;
 use serde_json::json;
 use std::path::Path;
@@ -151,6 +151,7 @@ fn browser_admin_page_revalidates_a_tag(s: &Suite) {
     let shots = root.join("target/e2e");
     let status = Command::new("node")
         .current_dir(root)
+        .env("PATH", node_path(root))
         .arg("tests/browser/admin.mjs")
         .env("WORKER_URL", &s.worker)
         .env("ADMIN_PASSWORD", SECRET)

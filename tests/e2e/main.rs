@@ -1,10 +1,13 @@
 //! End-to-end suite: the built worker in `wrangler dev` (workerd + local KV) against the test
 //! origin, over HTTP on loopback. `wrangler dev` starts once; each test has its own paths.
-//! Tests that take the shared origin down run last (see [`LAST`]).
+//! Tests that take the shared origin down run last (see [`LAST`]). Then a second, small suite
+//! runs a JavaScript app Worker as the origin ([`app_worker`]), in a `wrangler dev` of its own.
 //!
 //! Run with `make test` (or `cargo test --features e2e --test e2e` after `make build`).
 //! Pass a substring to run only matching tests: `cargo test --features e2e --test e2e -- stale`.
 
+mod answers;
+mod app_worker;
 mod cms;
 mod faults;
 mod hostile;
@@ -21,7 +24,7 @@ use support::Suite;
 pub type Test = (&'static str, fn(&Suite));
 
 /// Tests that leave the shared origin running, in order.
-const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, cms::TESTS, hostile::TESTS];
+const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, answers::TESTS, cms::TESTS, hostile::TESTS];
 
 /// Tests that stop the shared origin (and restart it, with none of the behaviour the others
 /// set): with or without a filter, they run after every selected test of [`TESTS`].
@@ -36,24 +39,42 @@ fn main() {
         .copied()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();
+    let app_tests: Vec<Test> = app_worker::TESTS
+        .iter()
+        .copied()
+        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        .collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (mut passed, mut failed) = (0, Vec::new());
+    if !tests.is_empty() || app_tests.is_empty() {
+        run("", || Suite::start(root), &tests, &mut passed, &mut failed);
+    }
+    if !app_tests.is_empty() {
+        run(" (app Worker as ORIGIN_SERVICE)", || app_worker::start(root), &app_tests, &mut passed, &mut failed);
+    }
+    println!("e2e: {passed} passed, {} failed", failed.len());
+    std::process::exit(if failed.is_empty() { 0 } else { 1 });
+}
+
+/// Runs `tests` on a started suite, then stops it.
+fn run(what: &str, start: impl FnOnce() -> Result<Suite, String>, tests: &[Test], passed: &mut usize, failed: &mut Vec<&'static str>) {
     let started = Instant::now();
-    println!("starting test origin and wrangler dev ...");
-    let suite = match Suite::start(root) {
+    println!("starting test origin and wrangler dev{what} ...");
+    let suite = match start() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("e2e setup failed: {e}");
-            println!("0 passed, 1 failed");
-            std::process::exit(1);
+            eprintln!("e2e setup failed{what}: {e}");
+            failed.push("setup");
+            return;
         }
     };
     println!("worker at {} (ready after {:.1?}); {} tests", suite.worker, started.elapsed(), tests.len());
-    let (mut passed, mut failed) = (0, Vec::new());
-    for (name, test) in &tests {
+    let failed_before = failed.len();
+    for (name, test) in tests {
         let t0 = Instant::now();
         match catch_unwind(AssertUnwindSafe(|| test(&suite))) {
             Ok(()) => {
-                passed += 1;
+                *passed += 1;
                 println!("test {name} ... ok ({:.1?})", t0.elapsed());
             }
             Err(_) => {
@@ -64,10 +85,8 @@ fn main() {
     }
     let log = suite.log_path.clone();
     suite.stop();
-    if !failed.is_empty() {
-        println!("failed: {}", failed.join(", "));
+    if failed.len() > failed_before {
+        println!("failed{what}: {}", failed[failed_before..].join(", "));
         println!("wrangler output: {}", log.display());
     }
-    println!("e2e: {passed} passed, {} failed", failed.len());
-    std::process::exit(if failed.is_empty() { 0 } else { 1 });
 }

