@@ -48,9 +48,6 @@ export WASM_OPT_BIN="$EDGE_ISR_ROOT/node_modules/.bin/wasm-opt"
 # - no telemetry, and no "report this error?" prompt / Sentry upload;
 export WRANGLER_SEND_METRICS=false
 export WRANGLER_SEND_ERROR_REPORTS=false
-# wrangler dev's own middleware reads every request body the worker left unread before the
-# answer goes out; production does not (a body refused from its Content-Length is never read):
-export WRANGLER_DISABLE_REQUEST_BODY_DRAINING=true
 # - the banner does an npm "latest version" lookup (3 s timeout); hiding it skips that;
 export WRANGLER_HIDE_BANNER=true
 # - wrangler dev would fetch the Request.cf object from workers.cloudflare.com;

@@ -173,6 +173,7 @@ pub struct Upload {
     chunk: bytes::Bytes,
     chunks: usize,
     read: std::cell::Cell<usize>,
+    discarded: std::cell::Cell<usize>,
 }
 
 impl Upload {
@@ -182,12 +183,18 @@ impl Upload {
             chunk: bytes::Bytes::from(vec![b'u'; chunk_len]),
             chunks,
             read: Default::default(),
+            discarded: Default::default(),
         })
     }
 
-    /// Bytes read out of the stream so far.
+    /// Bytes read into memory out of the stream so far.
     pub fn bytes_read(&self) -> usize {
         self.read.get()
+    }
+
+    /// Bytes read and dropped ([`crate::http::StreamingBody::discard`]).
+    pub fn bytes_discarded(&self) -> usize {
+        self.discarded.get()
     }
 }
 
@@ -203,6 +210,13 @@ impl crate::http::StreamingBody for Upload {
                 }
             }
             Ok(out.into())
+        })
+    }
+
+    fn discard(&self) -> futures_util::future::LocalBoxFuture<'_, ()> {
+        Box::pin(async move {
+            let total = self.chunk.len() * self.chunks;
+            self.discarded.set(total.saturating_sub(self.read.get()));
         })
     }
 

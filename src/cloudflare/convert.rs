@@ -25,6 +25,36 @@ pub async fn from_web_request(req: web_sys::Request) -> std::result::Result<Core
     Ok(CoreRequest { method, url, headers, body })
 }
 
+/// Starts reading what is left of `req`'s body when nobody consumed it (a webhook body refused
+/// from its `Content-Length`, a POST to a route the worker renders): the first read happens
+/// now, the rest in the returned task, each chunk dropped as it arrives (nothing is kept). A
+/// body already consumed, or being handed on (to the origin), is left alone (`None`).
+pub fn discard_unread_body(req: &web_sys::Request) -> Option<impl std::future::Future<Output = ()>> {
+    drain(&req.body()?)
+}
+
+/// Starts reading `stream` to its end, dropping every chunk: the first read now (so the stream
+/// counts as used at once), the rest in the returned task. `None` when the stream is locked.
+fn drain(stream: &web_sys::ReadableStream) -> Option<impl std::future::Future<Output = ()>> {
+    let get_reader: js_sys::Function = js::get(stream, "getReader").ok()?.dyn_into().ok()?;
+    let reader = get_reader.call0(stream).ok()?; // fails when the stream is locked (in use or consumed)
+    let read: js_sys::Function = js::get(&reader, "read").ok()?.dyn_into().ok()?;
+    let first: js_sys::Promise = read.call0(&reader).ok()?.dyn_into().ok()?;
+    Some(async move {
+        let mut next = first;
+        loop {
+            let Ok(chunk) = JsFuture::from(next).await else { return };
+            if js::get(&chunk, "done").map(|d| d.is_truthy()).unwrap_or(true) {
+                return;
+            }
+            match read.call0(&reader).ok().and_then(|p| p.dyn_into::<js_sys::Promise>().ok()) {
+                Some(p) => next = p,
+                None => return,
+            }
+        }
+    })
+}
+
 /// A visitor's request body, still the runtime's (the request it came with).
 pub struct JsRequestBody(web_sys::Request);
 
@@ -73,6 +103,15 @@ impl StreamingBody for JsRequestBody {
                 let _ = release.call0(&reader);
             }
             result
+        })
+    }
+
+    fn discard(&self) -> LocalBoxFuture<'_, ()> {
+        let rest = self.0.body().and_then(|stream| drain(&stream));
+        Box::pin(async move {
+            if let Some(rest) = rest {
+                rest.await;
+            }
         })
     }
 

@@ -162,7 +162,8 @@ fn oversized_webhook_and_admin_bodies_are_refused_without_being_read() {
             let resp = b.send(req).await;
             assert_eq!(resp.status, 413, "{path}: {}", body(&resp));
             assert!(body(&resp).contains("65536"), "{}", body(&resp));
-            assert_eq!(upload.bytes_read(), 0, "{path}");
+            assert_eq!(upload.bytes_read(), 0, "{path}: nothing read into memory");
+            assert_eq!(upload.bytes_discarded(), sixty_mib, "{path}: the rest is dropped before the answer");
             // Chunked (no length): read up to the limit, then refused.
             let upload = crate::testing::Upload::new(16 * 1024, sixty_mib / (16 * 1024));
             let mut req = Request::new("POST", &format!("https://site.test{path}"))
@@ -172,6 +173,7 @@ fn oversized_webhook_and_admin_bodies_are_refused_without_being_read() {
             let resp = b.send(req).await;
             assert_eq!(resp.status, 413, "{path}: {}", body(&resp));
             assert!(upload.bytes_read() <= 64 * 1024 + 16 * 1024, "{path}: read {}", upload.bytes_read());
+            assert_eq!(upload.bytes_read() + upload.bytes_discarded(), sixty_mib);
         }
         // A body within the limit still works, streamed or not.
         let mut req = webhook("", r#"{"tags": ["posts"]}"#, ("authorization", format!("Bearer {SECRET}")));

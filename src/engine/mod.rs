@@ -67,6 +67,10 @@ pub use crate::rules::downstream::DEFAULT_BROWSER_CACHE_CONTROL;
 /// is part of the wait.
 pub const UPLOAD_ANSWER_TIMEOUT_MS: u64 = 100_000;
 
+/// Longest time the rest of a refused request body is read (and dropped) before the refusal
+/// is sent (see [`Engine::read_small_body`]).
+pub const DISCARD_LIMIT_MS: u64 = 10_000;
+
 /// Everything that lives as long as the isolate and is shared by its requests.
 #[derive(Default)]
 pub struct Isolate {
@@ -160,14 +164,14 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {
             if path == self.config.revalidate_path {
-                let answer = match read_small_body(req).await {
+                let answer = match self.read_small_body(req).await {
                     Ok(req) => self.handle_revalidate(req).await,
                     Err(refusal) => refusal,
                 };
                 return timing::add(answer, Timing::default());
             }
             if admin::is_admin_path(path) {
-                let answer = match read_small_body(req).await {
+                let answer = match self.read_small_body(req).await {
                     Ok(req) => self.handle_admin(req).await,
                     Err(refusal) => refusal.with_header("cache-control", "no-store"),
                 };
@@ -356,6 +360,32 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         req
     }
 
+    /// `req` with its body in memory, if that body is within [`crate::webhook::MAX_BODY_BYTES`]
+    /// (the webhook's and the admin page's bodies, which they parse and sign-check); else the
+    /// `413` answer. A `Content-Length` over the limit is refused before a byte is read into
+    /// memory; a body without one is read only up to the limit. The rest of a refused body is
+    /// dropped as it arrives (for at most [`DISCARD_LIMIT_MS`]) before the 413 goes out, so
+    /// that a client still sending gets the answer rather than a reset connection.
+    async fn read_small_body(&self, mut req: Request) -> Result<Request, Response> {
+        let limit = crate::webhook::MAX_BODY_BYTES;
+        let declared = req.headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let refusal = if declared.is_some_and(|n| n > limit as u64) {
+            Response::json_error(413, &format!("the body is over the limit of {limit} bytes"))
+        } else {
+            match req.body.read_capped(limit).await {
+                Ok(body) => {
+                    req.body = body;
+                    return Ok(req);
+                }
+                Err(crate::http::ReadError::TooLarge) => Response::json_error(413, &format!("the body is over the limit of {limit} bytes")),
+                Err(crate::http::ReadError::Failed(e)) => return Err(Response::json_error(400, &format!("the request body could not be read: {e}"))),
+            }
+        };
+        let body = req.body.clone();
+        let _ = futures_util::future::select(Box::pin(async move { body.discard().await }), self.clock.sleep(DISCARD_LIMIT_MS)).await;
+        Err(refusal)
+    }
+
     /// The answer when the origin gave no response and no stored page can stand in. The
     /// visitor gets a generic message; the detail (which may name internal hosts, addresses or
     /// TLS errors) goes to the log only.
@@ -370,27 +400,6 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     pub(crate) fn log(&self, level: Level, message: &str) {
         self.logger.log(level, message);
-    }
-}
-
-/// `req` with its body in memory, if that body is within [`crate::webhook::MAX_BODY_BYTES`] (the
-/// webhook's and the admin page's bodies, which they parse and sign-check); else the `413`
-/// answer. A `Content-Length` over the limit is refused before a byte is read; a body without
-/// one is read only up to the limit, so a huge upload cannot exhaust the isolate's memory.
-async fn read_small_body(mut req: Request) -> Result<Request, Response> {
-    let limit = crate::webhook::MAX_BODY_BYTES;
-    let too_large = || Response::json_error(413, &format!("the body is over the limit of {limit} bytes"));
-    let declared = req.headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    match req.body.read_capped(limit).await {
-        Ok(body) => {
-            req.body = body;
-            Ok(req)
-        }
-        Err(crate::http::ReadError::TooLarge) => Err(too_large()),
-        Err(crate::http::ReadError::Failed(e)) => Err(Response::json_error(400, &format!("the request body could not be read: {e}"))),
     }
 }
 

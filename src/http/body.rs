@@ -45,6 +45,10 @@ pub trait StreamingBody: Any {
     /// Reads the whole body into memory, giving up with [`ReadError::TooLarge`] as soon as more
     /// than `limit` bytes have arrived (the rest is never read).
     fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<Bytes, ReadError>>;
+    /// Reads what is left of the body and drops it as it arrives (nothing is kept): the
+    /// visitor, who is usually still sending, then gets the answer instead of a reset
+    /// connection.
+    fn discard(&self) -> LocalBoxFuture<'_, ()>;
     /// For the adapter that made it, to take its own type back (and hand the stream on).
     fn as_any(&self) -> &dyn Any;
 }
@@ -127,6 +131,14 @@ impl Body {
             Repr::Served(_) => Err(ReadError::Failed("a served body cannot be read".into())),
             Repr::Local(_) | Repr::External(..) if self.len() > limit => Err(ReadError::TooLarge),
             Repr::Local(_) | Repr::External(..) => Ok(self.clone()),
+        }
+    }
+
+    /// Drops what is left of a request body still arriving (see [`StreamingBody::discard`]);
+    /// nothing for other bodies.
+    pub async fn discard(&self) {
+        if let Repr::Streaming(s) = &self.0 {
+            s.discard().await;
         }
     }
 

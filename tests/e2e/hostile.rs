@@ -99,8 +99,8 @@ fn hostile_signed_delivery_cannot_gain_query_targets(s: &Suite) {
     assert_eq!(s.get(unrelated).state(), "HIT");
 }
 
-/// Sends a request head and `sent` bytes of a body, then waits for the answer (the rest of the
-/// body is never sent: a worker that read the whole body first would never answer).
+/// Sends a request head and `sent` bytes of a body (in 64 KiB pieces, stopping if the worker
+/// closes), then reads the answer.
 ///
 /// wrangler dev's own proxy in front of the worker (a hop production does not have) answers
 /// the request after an abandoned body now and then with its "Your worker restarted
@@ -138,33 +138,28 @@ fn partial_post_once(s: &Suite, path: &str, framing: &str, chunked: bool, sent: 
         }
         written += piece.len();
     }
-    let answer = read_until(&mut stream, "}");
-    let took = started.elapsed();
     if chunked {
         let _ = stream.write_all(b"0\r\n\r\n");
-        let _ = stream.flush();
     }
-    (answer, took)
+    let answer = read_until(&mut stream, "}");
+    (answer, started.elapsed())
 }
 
 fn hostile_webhook_bodies_over_the_limit_are_refused_unread(s: &Suite) {
-    // 60 MiB declared, 256 KiB sent: refused from Content-Length, before the body is read.
+    // 60 MiB with a Content-Length: refused from it (nothing read into memory; the rest is
+    // dropped as it arrives, so the client gets the 413 rather than a reset connection).
     let declared = format!("content-length: {}\r\n", 60 * MIB);
-    // The whole 60 MiB, sent (as long as the worker reads it): refused quickly too.
-    let (answer, took) = partial_post(s, "/api/revalidate", &declared, false, 60 * MIB);
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(took < Duration::from_secs(10), "took {took:?}");
-    println!("    60 MiB webhook body refused in {took:.1?}");
     for path in ["/api/revalidate", "/__isr/admin/revalidate"] {
-        let (answer, took) = partial_post(s, path, &declared, false, 256 * 1024);
+        let (answer, took) = partial_post(s, path, &declared, false, 60 * MIB);
         assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
         assert!(answer.contains("65536"), "{answer}");
-        assert!(took < Duration::from_secs(5), "{path}: took {took:?}");
+        assert!(took < Duration::from_secs(10), "{path}: took {took:?}");
+        println!("    60 MiB body to {path} refused in {took:.1?}");
     }
-    // Chunked, no length: 1 MiB sent of a body that never ends; refused after the limit.
-    let (answer, took) = partial_post(s, "/api/revalidate", "transfer-encoding: chunked\r\n", true, MIB);
+    // 60 MiB chunked (no length): read up to the limit only, then refused.
+    let (answer, took) = partial_post(s, "/api/revalidate", "transfer-encoding: chunked\r\n", true, 60 * MIB);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
     // wrangler dev's proxy in front of the worker may answer the next POST 503 ("restarted
     // mid-request", a local-only hop) after a body the worker stopped reading; then it recovers.
     poll("the webhook to answer again", Duration::from_secs(10), || {

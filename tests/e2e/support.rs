@@ -119,10 +119,6 @@ impl Suite {
         for (name, value) in WORKER_VARS.iter().copied().chain(setup.vars.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
             cmd.args(["--var", &format!("{name}:{value}")]);
         }
-        // wrangler dev wraps the worker in a middleware that reads every request body the worker
-        // left unread to its end before answering; production does not, and a worker refusing
-        // a 60 MiB body from its Content-Length must be seen to answer at once.
-        cmd.env("WRANGLER_DISABLE_REQUEST_BODY_DRAINING", "true");
         cmd.env("PATH", node_path(root))
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CI", "true")
