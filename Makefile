@@ -1,5 +1,5 @@
 # Thin wrappers: the real steps live in scripts/ so CI and people run the same thing.
-.PHONY: setup build dev test unit fuzz clean bench
+.PHONY: setup build dev demo-locations test unit fuzz clean bench
 
 setup:
 	bash scripts/setup.sh
@@ -9,6 +9,11 @@ build:
 
 dev:
 	bash scripts/dev.sh
+
+# Two locations on one machine sharing the coordinator: A on 8787, B on 8789, origin on 8788
+# (see README, "Two locations on one machine").
+demo-locations:
+	bash scripts/demo-locations.sh
 
 test:
 	bash scripts/test.sh

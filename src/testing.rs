@@ -329,6 +329,8 @@ pub struct Bench {
     pub config: Rc<Config>,
     /// The site's routes (by default: everything proxied to the origin).
     pub site: Rc<crate::site::Site>,
+    /// The coordinator (the Durable Object's model), if the engine has one.
+    pub coordinator: Option<crate::coordination::coordinator::MemoryCoordinator>,
 }
 
 impl Bench {
@@ -350,7 +352,15 @@ impl Bench {
             isolate: Isolate::new(),
             config: Rc::new(config),
             site: Rc::new(crate::site::Site::new()),
+            coordinator: None,
         }
+    }
+
+    /// The same bench with a coordinator (shared by the isolates made from it).
+    pub fn with_coordinator(mut self) -> Bench {
+        let clock: Rc<dyn Clock> = Rc::new(self.clock.clone());
+        self.coordinator = Some(crate::coordination::coordinator::MemoryCoordinator::new(clock));
+        self
     }
 
     /// The same bench, rendering with `site`.
@@ -370,13 +380,14 @@ impl Bench {
             isolate: Isolate::new(),
             config: self.config.clone(),
             site: self.site.clone(),
+            coordinator: self.coordinator.clone(),
         }
     }
 
     /// The engine.
     pub fn engine(&self) -> Engine<MemoryKv, FakeOrigin> {
         let clock: Rc<dyn Clock> = Rc::new(self.clock.clone());
-        Engine::new(
+        let engine = Engine::new(
             self.config.clone(),
             Rc::new(self.kv.clone()),
             self.origin.clone(),
@@ -385,7 +396,11 @@ impl Bench {
             self.logger.clone(),
             self.isolate.clone(),
         )
-        .with_site(self.site.clone())
+        .with_site(self.site.clone());
+        match &self.coordinator {
+            Some(c) => engine.with_coordinator(Rc::new(c.clone())),
+            None => engine,
+        }
     }
 
     /// Handles one request as a new invocation.
@@ -431,6 +446,7 @@ pub fn page_meta(rendered_at: u64, revalidate_s: u32) -> crate::rules::meta::Pag
         expired: false,
         stale_if_error_s: None,
         tags_digest: None,
+        tag_hashes: None,
         headers: vec![],
     }
 }

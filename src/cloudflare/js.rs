@@ -42,6 +42,12 @@ pub async fn call_async(object: &JsValue, method: &str, args: &[JsValue]) -> Res
     JsFuture::from(promise).await
 }
 
+/// Calls `object.method(...args)` and returns what it returns (no promise).
+pub fn call_sync(object: &JsValue, method: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let function: Function = get(object, method)?.dyn_into().map_err(|_| JsValue::from_str(&format!("{method} is not a function")))?;
+    function.apply(object, &args.iter().collect::<Array>())
+}
+
 /// An error thrown by JavaScript, as text.
 pub fn error_message(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| format!("{e:?}"))

@@ -26,6 +26,7 @@
 //! ```
 
 mod convert;
+mod coordinator;
 mod jobs;
 mod js;
 mod kv;
@@ -38,6 +39,7 @@ use crate::engine::{Engine, Isolate};
 use crate::http::Response as CoreResponse;
 use crate::engine::jobs::Job;
 use crate::site::Site;
+pub use coordinator::Coordinator;
 use runtime::WaitUntil;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -166,6 +168,11 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
         ISOLATE.with(Rc::clone),
     )
     .with_site(site);
+    let engine = match js::get(env.as_ref(), coordinator::COORDINATOR_BINDING) {
+        Ok(namespace) if namespace.is_object() => engine.with_coordinator(Rc::new(coordinator::DurableCoordinator::new(namespace))),
+        // Without it the engine runs on KV alone, and says so once per isolate.
+        _ => engine,
+    };
     Ok(match js::get(env.as_ref(), jobs::QUEUE_BINDING) {
         Ok(queue) if queue.is_object() => engine.with_jobs(Rc::new(jobs::WorkersQueue::new(queue))),
         _ => engine,

@@ -1,4 +1,12 @@
-//! Who regenerates a page, and when: claims within an isolate, the lease and back-off shared
-//! through KV.
+//! Who regenerates a page, and when an invalidation reaches every location: claims within an
+//! isolate and the best-effort KV lease and back-off (`lease`); the coordinator (a Durable
+//! Object) with the invalidation log (`log`, `matcher`, each isolate's copy in `cache`) and
+//! global single-flight claims (`claims`).
 
+pub mod cache;
+pub mod claims;
+pub mod coordinator;
 pub mod lease;
+pub mod log;
+pub mod matcher;
+pub mod protocol;

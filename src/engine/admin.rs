@@ -102,6 +102,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             "pages": pages,
             "truncated": truncated,
             "version": self.config.cache_version,
+            "coordination": self.coordination_summary(),
+            "coordinated": self.coordinator.is_some(),
         });
         let rendered = Templates::new(&[("admin.html", TEMPLATE)])
             .map_err(|e| e.0)
@@ -162,10 +164,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Err(e) => return e.to_response(),
         };
         let hosts = self.invalidation_hosts(req);
-        let outcome = self.invalidate(&hosts, &invalidation).await;
-        self.end_back_offs();
         self.log(Level::Info, "revalidation from the admin page");
-        Response::json(200, &outcome.to_json(invalidation.mode))
+        self.invalidate_and_answer(&hosts, &invalidation).await
     }
 
     /// The host pages are keyed under for this request (the first `CACHE_HOSTS` entry, or the

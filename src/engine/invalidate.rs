@@ -84,7 +84,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Invalidates `request` for pages of `hosts`, as far as this invocation's KV budget goes;
     /// the rest, and the re-check pass, are queued.
     pub async fn invalidate(&self, hosts: &[String], request: &Invalidation) -> InvalidationOutcome {
-        let at = self.clock.now_ms();
+        self.invalidate_at(hosts, request, self.clock.now_ms()).await
+    }
+
+    /// [`Engine::invalidate`] as of `at` (the time also recorded in the coordinator's log, so
+    /// that a page marked in KV and a page matched by the log are the same page version).
+    pub async fn invalidate_at(&self, hosts: &[String], request: &Invalidation, at: u64) -> InvalidationOutcome {
         let budget = OpBudget::new(OPS_PER_INVOCATION);
         let mut outcome = InvalidationOutcome {
             at,

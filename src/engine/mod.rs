@@ -14,6 +14,7 @@
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
 mod admin;
+mod coordinate;
 pub mod backoff;
 pub mod cleanup;
 mod index;
@@ -44,6 +45,10 @@ use crate::rules::policy::{self, RequestDecision};
 use crate::site::{Renderer, Site};
 use crate::rules::state::{BypassReason, CacheState};
 use crate::store::{KvStore, StoreError, StoredValue};
+use crate::coordination::cache::LogCache;
+use crate::coordination::coordinator::Coordinator;
+use crate::rules::invalidation::InvalidationMode;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use timing::Timing;
 
@@ -78,6 +83,10 @@ pub struct Isolate {
     pub regenerations: Rc<IsolateState>,
     /// MISS renders in flight, shared by concurrent visitors of the same page.
     pub(crate) renders: render::InFlightRenders,
+    /// This isolate's copy of the coordinator's invalidation log.
+    pub(crate) log: RefCell<LogCache>,
+    /// Whether "no coordinator: KV only" was logged already.
+    pub(crate) announced: Cell<bool>,
     /// Keys whose MISS renders failed recently: their visitors get the recent error.
     pub failing_renders: backoff::FailingRenders,
 }
@@ -88,6 +97,8 @@ impl Isolate {
         Rc::new(Isolate {
             regenerations: IsolateState::new(),
             renders: Default::default(),
+            log: Default::default(),
+            announced: Default::default(),
             failing_renders: Default::default(),
         })
     }
@@ -104,6 +115,7 @@ pub struct Engine<S, O> {
     pub(crate) isolate: Rc<Isolate>,
     pub(crate) jobs: Option<Rc<dyn JobQueue>>,
     pub(crate) site: Rc<Site>,
+    pub(crate) coordinator: Option<Rc<dyn Coordinator>>,
 }
 
 impl<S, O> Clone for Engine<S, O> {
@@ -118,6 +130,7 @@ impl<S, O> Clone for Engine<S, O> {
             isolate: self.isolate.clone(),
             jobs: self.jobs.clone(),
             site: self.site.clone(),
+            coordinator: self.coordinator.clone(),
         }
     }
 }
@@ -143,6 +156,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             isolate,
             jobs: None,
             site: Rc::new(Site::new()),
+            coordinator: None,
         }
     }
 
@@ -158,9 +172,17 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         self
     }
 
+    /// Records invalidations in `coordinator` and checks HITs against its log, so that an
+    /// invalidation is live in every location within seconds; regenerations claim there.
+    pub fn with_coordinator(mut self, coordinator: Rc<dyn Coordinator>) -> Self {
+        self.coordinator = Some(coordinator);
+        self
+    }
+
     /// Answers one visitor request.
     pub async fn handle(&self, req: Request) -> Response {
         // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
+        self.announce_coordination();
         let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {
             if path == self.config.revalidate_path {
@@ -189,12 +211,27 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
         let started = self.clock.now_ms();
-        let stored = self.read_page_to_serve(&page_key).await;
+        // The log refresh, when one is due before answering, overlaps the page's KV read.
+        let (stored, ()) = futures_util::future::join(self.read_page_to_serve(&page_key), self.sync_log()).await;
         let now = self.clock.now_ms();
         let kv_ms = Some(now.saturating_sub(started));
         let served = match stored {
             Some(page) => match freshness_within(&page.meta, now, self.config.stale_if_error_s) {
-                Freshness::Fresh => self.serve(&req, &page, CacheState::Hit),
+                Freshness::Fresh => match self.log_verdict(&key, &page.meta) {
+                    None => self.serve(&req, &page, CacheState::Hit),
+                    // Invalidated, and KV's mark has not arrived here yet: do what the mark
+                    // would do, on the version it would make (so that claims match).
+                    Some((mode, at)) => {
+                        let mut page = page;
+                        page.meta.invalidated_at = Some(at);
+                        page.meta.expired = mode == InvalidationMode::Expire;
+                        if page.meta.expired {
+                            return self.timed_render(&req, &key, &page_key, Some(page.meta), now, kv_ms).await;
+                        }
+                        self.start_regeneration(&key, &page_key, &page);
+                        self.serve(&req, &page, CacheState::Stale)
+                    }
+                },
                 Freshness::Stale => {
                     self.start_regeneration(&key, &page_key, &page);
                     self.serve(&req, &page, CacheState::Stale)
@@ -418,6 +455,8 @@ mod invalidation_tests;
 mod lost_invalidation_tests;
 #[cfg(test)]
 mod site_tests;
+#[cfg(test)]
+mod coordination_tests;
 #[cfg(test)]
 mod failure_tests;
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! STALE: regenerate a page in the background while visitors keep getting the stored copy.
 
+use super::coordinate::GlobalClaim;
 use super::Engine;
 use crate::rules::key::CacheKey;
 use crate::store::layout;
@@ -46,37 +47,41 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     async fn regenerate(&self, key: &CacheKey, page_key: &str, page: StoredPage) {
         let lease_key = layout::lease_key(&self.config.cache_version, &key.page_id());
-        let now = self.clock.now_ms();
-        let lease = match self.store.get(&lease_key).await {
-            Ok(Some(v)) => serde_json::from_slice::<Lease>(&v.value).ok(),
-            Ok(None) => None,
-            Err(e) => {
-                self.log(Level::Warn, &format!("reading lease {lease_key} failed: {e}"));
-                None
-            }
+        let ttl = self.config.regenerate_timeout_ms + LEASE_MARGIN_MS;
+        // The coordinator's claim is global single-flight (and carries the back-off); without
+        // it (unbound or failing), the best-effort KV lease.
+        let (failures, global) = match self.claim_globally(key, &page.meta, ttl).await {
+            GlobalClaim::Held => return,
+            GlobalClaim::Granted(failures) => (failures, true),
+            GlobalClaim::Unavailable => match self.claim_kv_lease(&lease_key, &page, ttl).await {
+                Some(failures) => (failures, false),
+                None => return,
+            },
         };
-        if lease.as_ref().is_some_and(|l| l.blocks(&page.meta, now)) {
-            return;
-        }
-        let failures = lease.map_or(0, |l| l.failures_for(&page.meta));
-        let until = now + self.config.regenerate_timeout_ms + LEASE_MARGIN_MS;
-        if let Err(StoreError::RateLimited) = self.store_lease(&lease_key, Lease::new(&page.meta, until, failures), false).await {
-            // Another isolate wrote this lease within the last second: it is regenerating.
-            return;
-        }
+        let now = self.clock.now_ms();
         match self.regenerate_once(key, page_key, &page, now).await {
             Regenerated::Updated => {
                 self.isolate.regenerations.clear_backoff(page_key);
                 self.isolate.failing_renders.clear(page_key);
+                if global {
+                    self.release_globally(key, &page.meta, None).await;
+                }
             }
-            Regenerated::Removed(BypassReason::Status(status)) => self.log(
-                Level::Info,
-                &format!("origin answered {status} for {page_key}; removed it (visitors get the origin's answer)"),
-            ),
-            Regenerated::Removed(reason) => self.log(
-                Level::Info,
-                &format!("origin no longer allows caching {page_key} ({}); removed it", reason.as_str()),
-            ),
+            Regenerated::Removed(reason) => {
+                match reason {
+                    BypassReason::Status(status) => self.log(
+                        Level::Info,
+                        &format!("origin answered {status} for {page_key}; removed it (visitors get the origin's answer)"),
+                    ),
+                    reason => self.log(
+                        Level::Info,
+                        &format!("origin no longer allows caching {page_key} ({}); removed it", reason.as_str()),
+                    ),
+                }
+                if global {
+                    self.release_globally(key, &page.meta, None).await;
+                }
+            }
             Regenerated::Failed(why) => {
                 let failures = failures + 1;
                 let delay = retry_delay_ms(failures);
@@ -90,9 +95,35 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                         delay / 1000
                     ),
                 );
-                let _ = self.store_lease(&lease_key, Lease::new(&page.meta, now + delay, failures), true).await;
+                if global {
+                    self.release_globally(key, &page.meta, Some(now + delay)).await;
+                } else {
+                    let _ = self.store_lease(&lease_key, Lease::new(&page.meta, now + delay, failures), true).await;
+                }
             }
         }
+    }
+
+    /// The best-effort KV lease: `Some(failures so far)` when this isolate may regenerate.
+    async fn claim_kv_lease(&self, lease_key: &str, page: &StoredPage, ttl: u64) -> Option<u32> {
+        let now = self.clock.now_ms();
+        let lease = match self.store.get(lease_key).await {
+            Ok(Some(v)) => serde_json::from_slice::<Lease>(&v.value).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                self.log(Level::Warn, &format!("reading lease {lease_key} failed: {e}"));
+                None
+            }
+        };
+        if lease.as_ref().is_some_and(|l| l.blocks(&page.meta, now)) {
+            return None;
+        }
+        let failures = lease.map_or(0, |l| l.failures_for(&page.meta));
+        if let Err(StoreError::RateLimited) = self.store_lease(lease_key, Lease::new(&page.meta, now + ttl, failures), false).await {
+            // Another isolate wrote this lease within the last second: it is regenerating.
+            return None;
+        }
+        Some(failures)
     }
 
     async fn regenerate_once(&self, key: &CacheKey, page_key: &str, page: &StoredPage, started: u64) -> Regenerated {

@@ -6,6 +6,7 @@ use crate::http::{Request, Response};
 use crate::runtime::log::Level;
 use crate::runtime::origin::Origin;
 use crate::store::KvStore;
+use crate::rules::invalidation::Invalidation;
 use crate::webhook::{self, Mappings, WebhookError};
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
@@ -41,10 +42,41 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Err(e) => return e.to_response(),
         };
         let hosts = self.invalidation_hosts(&req);
-        let outcome = self.invalidate(&hosts, &invalidation).await;
-        self.end_back_offs();
         self.log(Level::Info, &format!("revalidation webhook accepted ({})", method.as_str()));
-        Response::json(outcome.status(), &outcome.to_json(invalidation.mode))
+        self.invalidate_and_answer(&hosts, &invalidation).await
+    }
+
+    /// Records `invalidation` in the coordinator (when one is bound) *before* answering, marks
+    /// the pages in KV, and answers: `200`, or `503` when the coordinator could not record it,
+    /// so that the CMS retries (the KV marks are written anyway: this location, and the others
+    /// after KV's propagation, have it).
+    pub(crate) async fn invalidate_and_answer(&self, hosts: &[String], invalidation: &Invalidation) -> Response {
+        let at = self.clock.now_ms();
+        let recorded = self.record_invalidation(hosts, invalidation, at).await;
+        let outcome = self.invalidate_at(hosts, invalidation, at).await;
+        self.end_back_offs();
+        let mut answer = outcome.to_json(invalidation.mode);
+        match recorded {
+            Ok(seq) => {
+                if let Some(seq) = seq {
+                    answer["log_seq"] = seq.into();
+                }
+                Response::json(outcome.status(), &answer)
+            }
+            Err(e) => {
+                let mut message = format!(
+                    "recording the invalidation in the coordinator failed ({e}); pages were marked in KV (other locations get it within about {}s), retry to make it live everywhere within seconds",
+                    super::coordinate::KV_PROPAGATION_S
+                );
+                self.log(Level::Error, &message);
+                if let Some(queue_error) = answer["error"].as_str() {
+                    message = format!("{message}; {queue_error}");
+                }
+                answer["complete"] = false.into();
+                answer["error"] = message.into();
+                Response::json(503, &answer).with_header("retry-after", "1")
+            }
+        }
     }
 
     /// After an invalidation: the content changed, so this isolate asks the origin again at

@@ -56,6 +56,12 @@ pub struct PageMeta {
     /// Digest of the page's tag set, to tell when a regeneration changed the tags.
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     pub tags_digest: Option<String>,
+    /// Short hashes of the page's tags, concatenated
+    /// ([`crate::coordination::matcher::tag_hashes`]), so that a HIT can be checked against the
+    /// coordinator's invalidation log without another read. `None`: unknown (stored before this
+    /// field existed, or too many tags to fit the metadata): every tag entry applies to it.
+    #[serde(rename = "th", default, skip_serializing_if = "Option::is_none")]
+    pub tag_hashes: Option<String>,
     /// Response headers to answer with.
     #[serde(rename = "h", default)]
     pub headers: Vec<(String, String)>,
@@ -142,6 +148,11 @@ impl PageMeta {
             self.headers.retain(|(n, _)| n != droppable);
             json = serde_json::to_string(self).map_err(|_| BypassReason::HeadersTooLarge)?;
         }
+        if json.len() > MAX_METADATA_BYTES && self.tag_hashes.is_some() {
+            // Too many tags to list: the page then matches every tag invalidation (conservative).
+            self.tag_hashes = None;
+            json = serde_json::to_string(self).map_err(|_| BypassReason::HeadersTooLarge)?;
+        }
         if json.len() > MAX_METADATA_BYTES {
             return Err(BypassReason::HeadersTooLarge);
         }
@@ -224,6 +235,20 @@ mod tests {
         assert!(json.len() <= MAX_METADATA_BYTES);
         assert!(m.headers.iter().all(|(n, _)| n != "server"));
         assert!(m.headers.iter().any(|(n, _)| n == "x-powered-by"), "dropped only as much as needed");
+    }
+
+    #[test]
+    fn tag_hashes_that_do_not_fit_become_unknown_not_a_refusal() {
+        let mut m = meta();
+        let tags: Vec<String> = (0..128).map(|i| format!("tag-{i}")).collect();
+        m.tag_hashes = Some(crate::coordination::matcher::tag_hashes(&tags));
+        let json = m.encode().unwrap();
+        assert!(json.len() <= MAX_METADATA_BYTES);
+        assert_eq!(m.tag_hashes, None, "overflow: matches every tag entry");
+        let mut few = meta();
+        few.tag_hashes = Some(crate::coordination::matcher::tag_hashes(&["posts".into()]));
+        let json = few.encode().unwrap();
+        assert_eq!(PageMeta::decode(Some(&json)).unwrap().tag_hashes.map(|h| h.len()), Some(8));
     }
 
     #[test]

@@ -154,11 +154,9 @@ fn app_worker_throwing_keeps_the_stale_page(s: &Suite) {
     // the app); then the next MISS asks the app again and gets the page.
     let ok = poll("the back-off to end and the app to render", SHORT, || {
         let r = s.get(q);
-        if r.status >= 500 {
-            assert_eq!(r.headers.get("x-isr-reason").map(String::as_str), Some("origin-backoff"), "{r:?}");
-            return None;
-        }
-        Some(r)
+        // (wrangler dev replaces a thrown error's answer, repeated ones too, with its own error
+        // page, without edge-isr's headers: only the status can be checked here.)
+        (r.status < 500).then_some(r)
     });
     assert_eq!((ok.status, ok.state()), (200, "MISS"), "{ok:?}");
 }

@@ -34,6 +34,13 @@ pub struct Suite {
     origin_addr: SocketAddr,
     wrangler: Child,
     state_dir: PathBuf,
+    /// The worker's name in this run (unique: wrangler's dev registry is per machine).
+    pub worker_name: String,
+    /// This run's dev registry (where location B finds this worker's coordinator).
+    registry_dir: PathBuf,
+    root: PathBuf,
+    config: PathBuf,
+    unbound_config: PathBuf,
     /// Where wrangler's output goes.
     pub log_path: PathBuf,
     /// The demo CMS's content (`{collection}/{slug}.json`), served by the origin under `/api/`.
@@ -101,10 +108,14 @@ impl Suite {
         if !root.join("build/worker/shim.mjs").exists() {
             return Err("build/worker/shim.mjs is missing: run `make build` first".into());
         }
-        let config = e2e_config(root, &work, setup)?;
+        let unique = format!("edge-isr-e2e-{}{}", setup.tag.trim_start_matches('-'), std::process::id());
+        let (config, unbound_config, worker_name) = e2e_config(root, &work, setup, &unique)?;
+        let registry_dir = state_dir.join("registry");
+        std::fs::create_dir_all(&registry_dir).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(wrangler_bin);
         cmd.current_dir(root)
             .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
             .arg("--config")
             .arg(&config);
         for more in &setup.more_configs {
@@ -119,17 +130,11 @@ impl Suite {
         for (name, value) in WORKER_VARS.iter().copied().chain(setup.vars.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
             cmd.args(["--var", &format!("{name}:{value}")]);
         }
-        cmd.env("PATH", node_path(root))
-            .env("WRANGLER_SEND_METRICS", "false")
-            .env("CI", "true")
-            .stdin(Stdio::null())
+        cmd.env("PATH", node_path(root));
+        wrangler_env(&mut cmd, &registry_dir);
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0); // so stopping it stops workerd too
-        }
         let wrangler = cmd.spawn().map_err(|e| format!("starting wrangler: {e}"))?;
         let agent = ureq::AgentBuilder::new()
             .redirects(0)
@@ -142,6 +147,11 @@ impl Suite {
             origin_addr,
             wrangler,
             state_dir,
+            worker_name,
+            registry_dir,
+            root: root.to_path_buf(),
+            config,
+            unbound_config,
             log_path,
             content_dir,
             agent,
@@ -151,15 +161,51 @@ impl Suite {
     }
 
     fn wait_until_ready(&self, limit: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + limit;
-        let probe = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build();
-        while Instant::now() < deadline {
-            match probe.get(&format!("{}/__e2e/ready", self.worker)).call() {
-                Ok(_) | Err(ureq::Error::Status(..)) => return Ok(()),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
+        wait_for_worker(&self.worker, &self.log_path, limit)
+    }
+
+    /// Starts a second location: the same built worker under `wrangler dev --env location-b`
+    /// with its own `--persist-to` (its own KV, which this machine's KV never syncs to) and
+    /// inspector port, bound to this run's coordinator through the run's own dev registry; or,
+    /// with `coordinated` false, the same without the coordinator binding (KV only).
+    pub fn start_location(&self, label: &str, coordinated: bool) -> Result<Location, String> {
+        let port = free_port();
+        let state_dir = self.state_dir.join(format!("location-{label}"));
+        std::fs::create_dir_all(&state_dir).map_err(|e| e.to_string())?;
+        let log_path = self.state_dir.join(format!("wrangler-{label}.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+        let config = if coordinated { &self.config } else { &self.unbound_config };
+        let origin = self.origin_url();
+        let mut cmd = Command::new(self.root.join("node_modules/.bin/wrangler"));
+        cmd.current_dir(&self.root)
+            .args(["dev", "--env", "location-b", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--inspector-port", &free_port().to_string()])
+            .arg("--config")
+            .arg(config)
+            .arg("--persist-to")
+            .arg(&state_dir)
+            .args(["--var", &format!("ORIGIN_URL:{origin}")])
+            .args(["--var", &format!("CMS_URL:{origin}")]);
+        for (name, value) in WORKER_VARS {
+            cmd.args(["--var", &format!("{name}:{value}")]);
         }
-        Err(format!("wrangler dev did not answer within {limit:?}; see {}", self.log_path.display()))
+        wrangler_env(&mut cmd, &self.registry_dir);
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        let child = cmd.spawn().map_err(|e| format!("starting wrangler for location {label}: {e}"))?;
+        let location = Location {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            log_path,
+        };
+        wait_for_worker(&location.url, &location.log_path, Duration::from_secs(120))?;
+        Ok(location)
+    }
+
+    /// Sends a request to another location.
+    pub fn send_at(&self, location: &Location, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+        self.send_to(&format!("{}{path}", location.url), method, headers, body)
     }
 
     /// Sends a request to the worker.
@@ -177,7 +223,8 @@ impl Suite {
         self.send("GET", path, headers, None)
     }
 
-    fn send_to(&self, url: &str, method: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    /// Sends a request to any URL (the worker's, another location's, the origin's).
+    pub fn send_to(&self, url: &str, method: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
         let mut req = self.agent.request(method, url);
         for (n, v) in headers {
             req = req.set(n, v);
@@ -304,18 +351,7 @@ impl Suite {
     }
 
     fn stop_wrangler(&mut self) {
-        let pid = self.wrangler.id();
-        // `--`: without it, `kill` may read the negative process-group id as an option.
-        let _ = Command::new("kill").args(["-s", "TERM", "--", &format!("-{pid}")]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.wrangler.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{pid}")]).status();
-        let _ = self.wrangler.wait();
+        stop_process_group(&mut self.wrangler);
     }
 }
 
@@ -327,10 +363,85 @@ impl Drop for Suite {
     }
 }
 
+/// Another location of the worker (see [`Suite::start_location`]); stopped when dropped.
+pub struct Location {
+    /// Base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    child: Child,
+    /// Where its wrangler's output goes.
+    pub log_path: PathBuf,
+}
+
+impl Location {
+    /// Lines of its wrangler's output containing `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        std::fs::File::open(&self.log_path)
+            .map(|f| BufReader::new(f).lines().map_while(Result::ok).filter(|l| l.contains(needle)).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Location {
+    fn drop(&mut self) {
+        stop_process_group(&mut self.child);
+    }
+}
+
+/// What every `wrangler dev` of the suite runs with: no metrics, non-interactive, its own process
+/// group (so stopping it stops workerd too), and this run's dev registry. Wrangler's registry is
+/// one directory per machine by default, shared by every `wrangler dev` (other checkouts' e2e
+/// runs too); `WRANGLER_REGISTRY_PATH` (read by wrangler 4.x; `MINIFLARE_REGISTRY_PATH` for
+/// miniflare) gives the run its own.
+fn wrangler_env(cmd: &mut Command, registry: &Path) {
+    cmd.env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true")
+        .env("WRANGLER_REGISTRY_PATH", registry)
+        .env("MINIFLARE_REGISTRY_PATH", registry);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+}
+
+fn wait_for_worker(url: &str, log_path: &Path, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    let probe = ureq::AgentBuilder::new().timeout(Duration::from_secs(2)).build();
+    while Instant::now() < deadline {
+        match probe.get(&format!("{url}/__e2e/ready")).call() {
+            Ok(_) | Err(ureq::Error::Status(..)) => return Ok(()),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    Err(format!("wrangler dev did not answer within {limit:?}; see {}", log_path.display()))
+}
+
+fn stop_process_group(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let pid = child.id();
+    // `--`: without it, `kill` may read the negative process-group id as an option.
+    let _ = Command::new("kill").args(["-s", "TERM", "--", &format!("-{pid}")]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{pid}")]).status();
+    let _ = child.wait();
+}
+
 /// The project's `wrangler.toml` without its `[build]` table, pointing at the built worker:
 /// the suite tests the build made before it started, and a source edit during the run must
-/// not rebuild and reload the worker under the tests' feet.
-fn e2e_config(root: &Path, work: &Path, setup: &Setup) -> Result<PathBuf, String> {
+/// not rebuild and reload the worker under the tests' feet. A worker still named `edge-isr`
+/// after the setup's replacements is renamed `unique` (wrangler's dev registry is shared by every
+/// `wrangler dev` on the machine), and `[env.location-b]` binds that worker's coordinator. Also
+/// returns a variant whose `[env.location-b]` has no coordinator binding (a location on KV
+/// alone), and the worker's name.
+fn e2e_config(root: &Path, work: &Path, setup: &Setup, unique: &str) -> Result<(PathBuf, PathBuf, String), String> {
     let original = std::fs::read_to_string(root.join("wrangler.toml")).map_err(|e| format!("reading wrangler.toml: {e}"))?;
     let mut out = String::new();
     let mut in_build = false;
@@ -355,10 +466,51 @@ fn e2e_config(root: &Path, work: &Path, setup: &Setup) -> Result<PathBuf, String
         }
         out = out.replace(from.as_str(), to);
     }
-    out.push_str(&setup.append);
+    // The worker's name (made unique), location B's, and B's binding of the coordinator.
+    let (mut name, mut kv_only_name) = (None, None);
+    let (mut named, mut unbound) = (String::new(), String::new());
+    let (mut top, mut in_b_coordinator, mut bound) = (true, false, false);
+    for line in out.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            top = false;
+            in_b_coordinator = trimmed.starts_with("[[env.location-b.durable_objects.bindings]]");
+        }
+        let line = match trimmed.strip_prefix("name = ") {
+            Some(value) if top => {
+                let worker = if value == "\"edge-isr\"" { unique.to_string() } else { value.trim_matches('"').to_string() };
+                let renamed = format!("name = {worker:?}");
+                name = Some(worker);
+                renamed
+            }
+            Some("\"edge-isr-location-b\"") => {
+                let worker = name.as_deref().unwrap_or(unique);
+                kv_only_name = Some(format!("name = \"{worker}-kv-only\""));
+                format!("name = \"{worker}-b\"")
+            }
+            _ if in_b_coordinator && trimmed.starts_with("script_name = ") => {
+                bound = true;
+                format!("script_name = {:?}", name.as_deref().unwrap_or(unique))
+            }
+            _ => line.to_string(),
+        };
+        named.push_str(&line);
+        named.push('\n');
+        if !in_b_coordinator {
+            unbound.push_str(kv_only_name.take().as_deref().unwrap_or(&line));
+            unbound.push('\n');
+        }
+    }
+    if !bound {
+        return Err("wrangler.toml: [env.location-b] no longer binds the coordinator with script_name: update the e2e config".into());
+    }
+    named.push_str(&setup.append);
+    unbound.push_str(&setup.append);
     let path = work.join(format!("wrangler.e2e{}.toml", setup.tag));
-    std::fs::write(&path, out).map_err(|e| e.to_string())?;
-    Ok(path)
+    std::fs::write(&path, named).map_err(|e| e.to_string())?;
+    let unbound_path = work.join(format!("wrangler.e2e{}-kv-only.toml", setup.tag));
+    std::fs::write(&unbound_path, unbound).map_err(|e| e.to_string())?;
+    Ok((path, unbound_path, name.unwrap_or_else(|| unique.to_string())))
 }
 
 fn enc(s: &str) -> String {
