@@ -77,8 +77,15 @@ pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: C
 
 async fn handle<E: std::fmt::Display>(req: web_sys::Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
     let engine = build_engine(env, WaitUntil::Request(ctx), make_site)?;
+    let raw = Clone::clone(&req); // the same JavaScript object (not Request.clone(), which tees the body)
     let request = convert::from_web_request(req).await?;
-    Ok(engine.handle(request).await)
+    let answer = engine.handle(request).await;
+    // A body nobody read (a refused upload) is read to its end and dropped after the answer,
+    // so that the connection it came on can carry the next request.
+    if let Some(rest) = convert::discard_unread_body(&raw) {
+        crate::runtime::background::Background::spawn(engine.background.as_ref(), Box::pin(rest));
+    }
+    Ok(answer)
 }
 
 /// The worker's `queue` handler: runs invalidation chunks and pre-render batches (one job per

@@ -80,6 +80,10 @@ pub struct Config {
     /// Shared secret of the webhook (`REVALIDATE_SECRET`, a secret, not a `[vars]` entry).
     /// Empty: the webhook rejects every request.
     pub revalidate_secret: String,
+    /// Password of the admin page (`ADMIN_SECRET`, a secret), kept apart from the webhook's so
+    /// that the CMS holding `REVALIDATE_SECRET` cannot open the admin page. Empty: the admin
+    /// page takes `REVALIDATE_SECRET` (see [`Config::admin_password`]).
+    pub admin_secret: String,
     /// Rules mapping a CMS's own webhook payload to tags and paths (`WEBHOOK_MAPPINGS`, JSON).
     pub webhook_mappings: String,
     /// Base URL of the headless CMS that template routes read JSON from (`CMS_URL`); data URLs
@@ -250,9 +254,20 @@ impl Config {
             regenerate_timeout_ms: number("REGENERATE_TIMEOUT_MS", 20_000, WAIT_UNTIL_LIMIT_MS - 5_000)?,
             revalidate_path,
             revalidate_secret: get("REVALIDATE_SECRET").unwrap_or_default(),
+            admin_secret: get("ADMIN_SECRET").unwrap_or_default(),
             webhook_mappings: get("WEBHOOK_MAPPINGS").unwrap_or_default(),
             stale_if_error_s: number("STALE_IF_ERROR_S", DEFAULT_STALE_IF_ERROR_S, one_year)? as u32,
         })
+    }
+
+    /// The admin page's password: `ADMIN_SECRET`, or `REVALIDATE_SECRET` when that is unset or
+    /// blank (empty: the admin page is off).
+    pub fn admin_password(&self) -> &str {
+        if self.admin_secret.trim().is_empty() {
+            self.revalidate_secret.trim()
+        } else {
+            self.admin_secret.trim()
+        }
     }
 
     /// A configuration for tests: origin `http://origin.test`, defaults everywhere else.
