@@ -18,8 +18,9 @@
 //! browsers at once sends `max-age=0` or nothing). Without one, browsers get
 //! `public, max-age=0, must-revalidate`: they revalidate every time, cheaply with a 304.
 //!
-//! [`downstream_cache_headers`] is the one place that decides these headers: a later Workers
-//! Cache mode, whose purge reaches that cache, plugs in there to give it a lifetime and tags.
+//! [`downstream_cache_headers`] is the one place that decides these headers. The Workers Cache
+//! mode, whose purge reaches that cache, adds `Cloudflare-CDN-Cache-Control` and `Cache-Tag`
+//! for it alone right after ([`crate::tier::headers`]), leaving these untouched.
 
 use crate::http::Headers;
 
