@@ -90,7 +90,7 @@ mod tests {
             "/short/:slug",
             Route::render(|cx| async move {
                 let post = cx
-                    .fetch_json(&format!("/api/posts/{}", cx.param("slug")), crate::site::FetchOptions::tags(["posts"]))
+                    .fetch_json(&cx.url("/api/posts/{slug}")?, crate::site::FetchOptions::tags(["posts"]))
                     .await?;
                 let title = html_escape(post["title"].as_str().unwrap_or("untitled"));
                 Ok(Page::html(format!("<!doctype html><title>{title}</title><h1>{title}</h1>")))
@@ -101,9 +101,15 @@ mod tests {
         let b = Bench::new().with_site(site);
         b.origin.reply("/api/posts/hello-world", crate::testing::Reply::Json(r#"{"title": "Hi & bye"}"#.into()));
         b.origin.reply("/api/posts/nope", crate::testing::Reply::Status(404));
+        b.origin.reply("/api/posts/a%3Fb", crate::testing::Reply::Json(r#"{"title": "a?b"}"#.into()));
         block_on(async {
             assert!(body(&b.get("/short/hello-world").await).contains("<h1>Hi &amp; bye</h1>"));
             assert_eq!(b.get("/short/nope").await.status, 404);
+            assert_eq!(b.get("/short/..%2F..%2Fx").await.status, 404);
+            assert_eq!(b.get("/short/a%3Fb").await.status, 200);
+            let asked: Vec<String> = b.origin.requests().iter().map(|r| r.url.clone()).collect();
+            assert_eq!(asked.last().map(String::as_str), Some("http://origin.test/api/posts/a%3Fb"));
+            assert!(asked.iter().all(|u| u.starts_with("http://origin.test/api/posts/")), "{asked:?}");
         });
     }
 

@@ -18,6 +18,7 @@ pub mod site;
 pub mod store;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod tier;
 pub mod webhook;
 
 #[cfg(target_arch = "wasm32")]

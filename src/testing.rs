@@ -108,6 +108,7 @@ pub struct FakeOrigin {
     page_requests: RefCell<Vec<String>>,
     gate: RefCell<Option<Gate>>,
     latency: RefCell<Option<(ManualClock, u64)>>,
+    to_serve: std::cell::Cell<u32>,
 }
 
 impl FakeOrigin {
@@ -158,6 +159,70 @@ impl FakeOrigin {
     pub fn request_count(&self) -> usize {
         self.requests.borrow().len()
     }
+
+    /// Answers given through [`Origin::fetch_to_serve`] (passed on, never read by the engine).
+    pub fn answers_to_serve(&self) -> u32 {
+        self.to_serve.get()
+    }
+}
+
+/// A visitor's upload arriving in chunks: a test double for the runtime's request body stream
+/// (a JavaScript `ReadableStream` on Workers, which native tests do not have). Counts the bytes
+/// read out of it.
+pub struct Upload {
+    chunk: bytes::Bytes,
+    chunks: usize,
+    read: std::cell::Cell<usize>,
+    discarded: std::cell::Cell<usize>,
+}
+
+impl Upload {
+    /// `chunks` chunks of `chunk_len` bytes.
+    pub fn new(chunk_len: usize, chunks: usize) -> Rc<Upload> {
+        Rc::new(Upload {
+            chunk: bytes::Bytes::from(vec![b'u'; chunk_len]),
+            chunks,
+            read: Default::default(),
+            discarded: Default::default(),
+        })
+    }
+
+    /// Bytes read into memory out of the stream so far.
+    pub fn bytes_read(&self) -> usize {
+        self.read.get()
+    }
+
+    /// Bytes read and dropped ([`crate::http::StreamingBody::discard`]).
+    pub fn bytes_discarded(&self) -> usize {
+        self.discarded.get()
+    }
+}
+
+impl crate::http::StreamingBody for Upload {
+    fn read_capped(&self, limit: usize) -> futures_util::future::LocalBoxFuture<'_, Result<bytes::Bytes, crate::http::ReadError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for _ in 0..self.chunks {
+                self.read.set(self.read.get() + self.chunk.len());
+                out.extend_from_slice(&self.chunk);
+                if out.len() > limit {
+                    return Err(crate::http::ReadError::TooLarge);
+                }
+            }
+            Ok(out.into())
+        })
+    }
+
+    fn discard(&self) -> futures_util::future::LocalBoxFuture<'_, ()> {
+        Box::pin(async move {
+            let total = self.chunk.len() * self.chunks;
+            self.discarded.set(total.saturating_sub(self.read.get()));
+        })
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 fn path_and_query(url: &str) -> String {
@@ -174,6 +239,20 @@ impl Origin for FakeOrigin {
     async fn fetch_page(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
         self.page_requests.borrow_mut().push(req.url.clone());
         self.fetch(req, timeout_ms).await
+    }
+
+    /// As on Workers, the answer's body is one the engine cannot read ([`crate::http::Body::served`];
+    /// [`body`] reads it for tests).
+    async fn fetch_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        let mut resp = self.fetch(req, timeout_ms).await?;
+        self.to_serve.set(self.to_serve.get() + 1);
+        resp.body = crate::http::Body::served(Rc::new(resp.body));
+        Ok(resp)
+    }
+
+    async fn fetch_page_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.page_requests.borrow_mut().push(req.url.clone());
+        self.fetch_to_serve(req, timeout_ms).await
     }
 
     async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
@@ -335,6 +414,11 @@ impl Bench {
         self.send(Request::new("GET", &format!("https://site.test{path}"))).await
     }
 
+    /// A GET of `https://site.test{path}` with credentials (never cached: BYPASS).
+    pub async fn get_with_auth(&self, path: &str) -> Response {
+        self.send(Request::new("GET", &format!("https://site.test{path}")).with_header("authorization", "Bearer visitor")).await
+    }
+
     /// Runs queued background work to completion (as `waitUntil` would).
     pub async fn run_background(&self) {
         self.queue.run_all().await;
@@ -362,6 +446,7 @@ pub fn page_meta(rendered_at: u64, revalidate_s: u32) -> crate::rules::meta::Pag
         expired: false,
         stale_if_error_s: None,
         tags_digest: None,
+        tier_tags: None,
         tag_hashes: None,
         headers: vec![],
     }

@@ -127,7 +127,10 @@ fn check_response(status: u16, body_len: usize, headers: &Headers) {
         last_modified: usable_validator(headers.get("last-modified")),
         invalidated_at: None,
         expired: false,
+        stale_if_error_s: None,
         tags_digest: None,
+        tier_tags: None,
+        tag_hashes: None,
         headers: stored.into_pairs(),
     };
     match meta.encode() {

@@ -1,31 +1,136 @@
 //! Conversions between the runtime's requests/responses and the core's plain values.
 
-use crate::http::{Body, Request as CoreRequest, Response as CoreResponse};
+use crate::http::{Body, ReadError, Request as CoreRequest, Response as CoreResponse, StreamingBody};
 use super::js;
 use super::kv::JsBytes;
+use futures_util::future::LocalBoxFuture;
 use js_sys::Uint8Array;
+use std::any::Any;
 use std::rc::Rc;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-/// Reads a visitor request (its body only for methods that have one).
+/// Takes a visitor request. Its body (for methods that have one) is not read here: it stays
+/// the runtime's ([`JsRequestBody`]), handed on to the origin as it arrives or read with a cap
+/// by the engine.
 pub async fn from_web_request(req: web_sys::Request) -> std::result::Result<CoreRequest, String> {
     let method = req.method().to_ascii_uppercase();
     let headers = js::headers_from(&req.headers());
-    let body = if method == "GET" || method == "HEAD" {
-        Body::new()
+    let url = req.url();
+    let body = if method != "GET" && method != "HEAD" && req.body().is_some() {
+        Body::streaming(Rc::new(JsRequestBody(req)))
     } else {
-        let read = |e: JsValue| format!("reading request body: {}", js::error_message(&e));
-        let buffer = JsFuture::from(req.array_buffer().map_err(read)?).await.map_err(read)?;
-        Body::from(Uint8Array::new(&buffer).to_vec())
+        Body::new()
     };
-    Ok(CoreRequest { method, url: req.url(), headers, body })
+    Ok(CoreRequest { method, url, headers, body })
+}
+
+/// Starts reading what is left of `req`'s body when nobody consumed it (a webhook body refused
+/// from its `Content-Length`, a POST to a route the worker renders): the first read happens
+/// now, the rest in the returned task, each chunk dropped as it arrives (nothing is kept). A
+/// body already consumed, or being handed on (to the origin), is left alone (`None`).
+pub fn discard_unread_body(req: &web_sys::Request) -> Option<impl std::future::Future<Output = ()>> {
+    drain(&req.body()?)
+}
+
+/// Starts reading `stream` to its end, dropping every chunk: the first read now (so the stream
+/// counts as used at once), the rest in the returned task. `None` when the stream is locked.
+fn drain(stream: &web_sys::ReadableStream) -> Option<impl std::future::Future<Output = ()>> {
+    let get_reader: js_sys::Function = js::get(stream, "getReader").ok()?.dyn_into().ok()?;
+    let reader = get_reader.call0(stream).ok()?; // fails when the stream is locked (in use or consumed)
+    let read: js_sys::Function = js::get(&reader, "read").ok()?.dyn_into().ok()?;
+    let first: js_sys::Promise = read.call0(&reader).ok()?.dyn_into().ok()?;
+    Some(async move {
+        let mut next = first;
+        loop {
+            let Ok(chunk) = JsFuture::from(next).await else { return };
+            if js::get(&chunk, "done").map(|d| d.is_truthy()).unwrap_or(true) {
+                return;
+            }
+            match read.call0(&reader).ok().and_then(|p| p.dyn_into::<js_sys::Promise>().ok()) {
+                Some(p) => next = p,
+                None => return,
+            }
+        }
+    })
+}
+
+/// A visitor's request body, still the runtime's (the request it came with).
+pub struct JsRequestBody(web_sys::Request);
+
+impl JsRequestBody {
+    /// The body as the runtime's stream, to hand on.
+    pub fn stream(&self) -> Option<web_sys::ReadableStream> {
+        self.0.body()
+    }
+}
+
+impl StreamingBody for JsRequestBody {
+    fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<bytes::Bytes, ReadError>> {
+        Box::pin(async move {
+            let failed = |e: JsValue| ReadError::Failed(js::error_message(&e));
+            let declared = self.0.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n <= limit as u64) {
+                // The runtime holds the request to its declared length: read it whole.
+                let buffer = JsFuture::from(self.0.array_buffer().map_err(failed)?).await.map_err(failed)?;
+                return Ok(Uint8Array::new(&buffer).to_vec().into());
+            }
+            // No (or a larger) declared length: read chunk by chunk, stopping past the limit.
+            let Some(stream) = self.0.body() else {
+                return Ok(bytes::Bytes::new());
+            };
+            let get_reader: js_sys::Function = js::get(&stream, "getReader").map_err(failed)?.dyn_into().map_err(failed)?;
+            let reader = get_reader.call0(&stream).map_err(failed)?;
+            let mut out: Vec<u8> = Vec::new();
+            let result = loop {
+                let chunk = match js::call_async(&reader, "read", &[]).await {
+                    Ok(chunk) => chunk,
+                    Err(e) => break Err(failed(e)),
+                };
+                if js::get(&chunk, "done").map(|d| d.is_truthy()).unwrap_or(true) {
+                    break Ok(out.into());
+                }
+                let Ok(value) = js::get(&chunk, "value").and_then(|v| v.dyn_into::<Uint8Array>().map_err(JsValue::from)) else {
+                    break Err(ReadError::Failed("the request body stream gave a chunk that is not bytes".into()));
+                };
+                if out.len() + value.length() as usize > limit {
+                    // Stop reading here: the rest is never read into memory.
+                    break Err(ReadError::TooLarge);
+                }
+                out.extend_from_slice(&value.to_vec());
+            };
+            if let Ok(release) = js::get(&reader, "releaseLock").and_then(|f| f.dyn_into::<js_sys::Function>().map_err(JsValue::from)) {
+                let _ = release.call0(&reader);
+            }
+            result
+        })
+    }
+
+    fn discard(&self) -> LocalBoxFuture<'_, ()> {
+        let rest = self.0.body().and_then(|stream| drain(&stream));
+        Box::pin(async move {
+            if let Some(rest) = rest {
+                rest.await;
+            }
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// The options of a `fetch` to the origin. Redirects are not followed: a redirect is a page
 /// like any other (cached if 301/308, passed on otherwise).
 pub fn fetch_init(req: &CoreRequest, signal: &web_sys::AbortSignal) -> std::result::Result<js_sys::Object, JsValue> {
-    let body = if req.body.is_empty() { JsValue::UNDEFINED } else { Uint8Array::from(&req.body[..]).into() };
+    let body = if let Some(upload) = req.body.as_streaming().and_then(|s| s.as_any().downcast_ref::<JsRequestBody>()) {
+        // The visitor's upload goes on as it arrives.
+        upload.stream().map_or(JsValue::UNDEFINED, JsValue::from)
+    } else if req.body.is_empty() {
+        JsValue::UNDEFINED
+    } else {
+        Uint8Array::from(&req.body[..]).into()
+    };
     js::object(&[
         ("method", req.method.as_str().into()),
         ("headers", js::headers_to(&req.headers)?.into()),
@@ -74,4 +179,17 @@ pub async fn from_fetch_response(resp: web_sys::Response) -> std::result::Result
         Body::external(Rc::new(JsBytes(Uint8Array::new(&buffer))))
     };
     Ok(CoreResponse { status, headers, body })
+}
+
+/// Takes an origin response whose body is only passed on: the body stays the runtime's stream
+/// ([`Body::served`]), read by nobody but the visitor's connection (downloads of any size,
+/// server-sent events, long polls).
+pub fn from_fetch_response_to_serve(resp: web_sys::Response) -> CoreResponse {
+    let status = resp.status();
+    let headers = js::headers_from(&resp.headers());
+    let body = match resp.body() {
+        Some(stream) if !matches!(status, 204 | 304) => Body::served(Rc::new(stream)),
+        _ => Body::new(),
+    };
+    CoreResponse { status, headers, body }
 }

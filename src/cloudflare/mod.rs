@@ -25,6 +25,7 @@
 //! }
 //! ```
 
+mod cache_purge;
 mod convert;
 mod coordinator;
 mod jobs;
@@ -61,6 +62,9 @@ thread_local! {
     static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
     /// The site, built (templates compiled) on the isolate's first request.
     static SITE: RefCell<Option<Rc<Site>>> = const { RefCell::new(None) };
+    /// TEST DOUBLE only (`WORKERS_CACHE_TEST_DOUBLE`): the recorder's rate limit, per isolate.
+    static RECORDER_LIMITS: Rc<crate::tier::double::RecorderLimits> =
+        crate::tier::double::RecorderLimits::new(crate::tier::purge::TokenBucket::workers_cache(worker::Date::now().as_millis()));
 }
 
 /// The worker's `fetch` handler: answers one request with the engine serving `make_site`'s
@@ -78,8 +82,15 @@ pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: C
 
 async fn handle<E: std::fmt::Display>(req: web_sys::Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
     let engine = build_engine(env, WaitUntil::Request(ctx), make_site)?;
+    let raw = Clone::clone(&req); // the same JavaScript object (not Request.clone(), which tees the body)
     let request = convert::from_web_request(req).await?;
-    Ok(engine.handle(request).await)
+    let answer = engine.handle(request).await;
+    // A body nobody read (a refused upload) is read to its end and dropped after the answer,
+    // so that the connection it came on can carry the next request.
+    if let Some(rest) = convert::discard_unread_body(&raw) {
+        crate::runtime::background::Background::spawn(engine.background.as_ref(), Box::pin(rest));
+    }
+    Ok(answer)
 }
 
 /// The worker's `queue` handler: runs invalidation chunks and pre-render batches (one job per
@@ -156,9 +167,21 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
     let kv = kv::WorkersKv::new(binding).map_err(|e| format!("KV binding {PAGES_BINDING}: {e} (see wrangler.toml)"))?;
     let site = isolate_site_with(make_site)?;
     let service = config.origin_service.as_deref().map(|name| service_origin::ServiceOrigin::from_env(env, name)).transpose()?;
+    let kv = Rc::new(kv);
+    let purger: Option<Rc<dyn crate::tier::send::CachePurger>> = match (&background, config.workers_cache) {
+        (_, false) => None,
+        // TEST DOUBLE: the local runtime has no ctx.cache; the e2e suite reads what would have been purged.
+        (_, true) if config.workers_cache_test_double => Some(Rc::new(crate::tier::double::RecordingPurger::new(
+            kv.clone(),
+            Rc::new(runtime::WorkersClock),
+            RECORDER_LIMITS.with(Rc::clone),
+        ))),
+        (WaitUntil::Request(ctx), true) => Some(Rc::new(cache_purge::WorkersCachePurger::detect(ctx))),
+        (WaitUntil::Scheduled(_), true) => None,
+    };
     let engine = Engine::new(
         config,
-        Rc::new(kv),
+        kv,
         Rc::new(service_origin::SiteOrigin::new(service)),
         Rc::new(runtime::WorkersClock),
         Rc::new(background),
@@ -166,6 +189,10 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
         ISOLATE.with(Rc::clone),
     )
     .with_site(site);
+    let engine = match purger {
+        Some(p) => engine.with_purger(p),
+        None => engine,
+    };
     let engine = match js::get(env.as_ref(), coordinator::COORDINATOR_BINDING) {
         Ok(namespace) if namespace.is_object() => engine.with_coordinator(Rc::new(coordinator::DurableCoordinator::new(namespace))),
         // Without it the engine runs on KV alone, and says so once per isolate.

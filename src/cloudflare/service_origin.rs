@@ -2,14 +2,11 @@
 //! Worker's `fetch` through a service binding, with the same requests, time limit and failure
 //! handling as an `ORIGIN_URL` fetched over HTTP.
 
-use super::origin::FetchOrigin;
-use super::{convert, js};
+use super::js;
+use super::origin::{exchange, FetchOrigin};
 use crate::http::{Request, Response};
 use crate::runtime::origin::{Origin, OriginError};
-use futures_util::future::{select, Either};
-use std::time::Duration;
-use wasm_bindgen::{JsCast, JsValue};
-use worker::Delay;
+use wasm_bindgen::JsValue;
 
 /// A service binding (`[[services]]` in `wrangler.toml`): its `fetch` runs the bound Worker.
 pub struct ServiceOrigin {
@@ -35,23 +32,12 @@ impl Origin for ServiceOrigin {
     /// URL), the engine's headers and an abort signal; the time limit covers the body, as for
     /// [`FetchOrigin`]. A Worker that throws answers 500 (or rejects): either is a failure.
     async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
-        let network = |e: JsValue| OriginError::Network(js::error_message(&e));
-        let controller = web_sys::AbortController::new().map_err(network)?;
-        let init = convert::fetch_init(&req, &controller.signal()).map_err(network)?;
-        let fetcher = self.fetcher.clone();
-        let exchange = Box::pin(async move {
-            let resp = js::call_async(&fetcher, "fetch", &[req.url.as_str().into(), init.into()]).await?;
-            convert::from_fetch_response(resp.dyn_into()?).await
-        });
-        let timer = Delay::from(Duration::from_millis(timeout_ms));
-        match select(exchange, timer).await {
-            Either::Left((Ok(resp), _)) => Ok(resp),
-            Either::Left((Err(e), _)) => Err(network(e)),
-            Either::Right(((), _)) => {
-                controller.abort();
-                Err(OriginError::Timeout(timeout_ms))
-            }
-        }
+        exchange(&self.fetcher, req, timeout_ms, false).await
+    }
+
+    /// Passed-through requests and answers stream through the binding as over HTTP.
+    async fn fetch_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        exchange(&self.fetcher, req, timeout_ms, true).await
     }
 }
 
@@ -77,6 +63,17 @@ impl Origin for SiteOrigin {
         match &self.service {
             Some(service) => service.fetch(req, timeout_ms).await,
             None => FetchOrigin.fetch(req, timeout_ms).await,
+        }
+    }
+
+    async fn fetch_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        FetchOrigin.fetch_to_serve(req, timeout_ms).await
+    }
+
+    async fn fetch_page_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        match &self.service {
+            Some(service) => service.fetch_to_serve(req, timeout_ms).await,
+            None => FetchOrigin.fetch_to_serve(req, timeout_ms).await,
         }
     }
 }

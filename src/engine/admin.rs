@@ -1,8 +1,9 @@
 //! The admin page: stored pages with their state, and buttons to revalidate a path or a tag
 //! and to pre-render static pages.
 //!
-//! Protected by HTTP Basic authentication with `REVALIDATE_SECRET` as the password (any user
-//! name): browsers ask for it once and send it with the page's own calls. Those calls must be
+//! Protected by HTTP Basic authentication with `ADMIN_SECRET` as the password (any user name;
+//! `REVALIDATE_SECRET` when `ADMIN_SECRET` is unset): browsers ask for it once and send it with
+//! the page's own calls. Those calls must be
 //! same-origin JSON POSTs, so another site cannot trigger them through the visitor's browser
 //! (a cross-site form cannot send `application/json`, and `Origin`/`Sec-Fetch-Site` are checked).
 //! With no secret configured the admin page is off.
@@ -61,13 +62,26 @@ pub struct Listing {
 }
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
-    /// Answers the admin page and its actions.
+    /// Answers the admin page and its actions. Every answer, refusals included, forbids
+    /// framing (`frame-ancestors 'none'`, `X-Frame-Options: DENY`: no clickjacking of its
+    /// buttons) and caching.
     pub async fn handle_admin(&self, req: Request) -> Response {
-        if self.config.revalidate_secret.is_empty() {
-            return Response::json_error(404, "the admin page is off: set the REVALIDATE_SECRET secret");
+        self.admin_answer(req)
+            .await
+            .with_header("cache-control", "no-store")
+            .with_header("x-robots-tag", "noindex")
+            .with_header("content-security-policy", "frame-ancestors 'none'")
+            .with_header("x-frame-options", "DENY")
+    }
+
+    async fn admin_answer(&self, req: Request) -> Response {
+        let password = self.config.admin_password();
+        if password.is_empty() {
+            return Response::json_error(404, "the admin page is off: set the ADMIN_SECRET (or REVALIDATE_SECRET) secret");
         }
-        if !basic_password(&req).is_some_and(|p| secret_matches(&p, &self.config.revalidate_secret)) {
-            return Response::json_error(401, "the admin page needs the password REVALIDATE_SECRET")
+        if !basic_password(&req).is_some_and(|p| secret_matches(&p, password)) {
+            let which = if self.config.admin_secret.trim().is_empty() { "REVALIDATE_SECRET" } else { "ADMIN_SECRET" };
+            return Response::json_error(401, &format!("the admin page needs the password {which}"))
                 .with_header("www-authenticate", "Basic realm=\"edge-isr admin\", charset=\"UTF-8\"");
         }
         let path = crate::rules::key::parse_url(&req.url).map(|u| u.path().to_string()).unwrap_or_default();
@@ -85,7 +99,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             (_, "" | "/" | "/revalidate" | "/prerender") => Response::json_error(405, "method not allowed here"),
             _ => Response::json_error(404, "no such admin action"),
         };
-        resp.with_header("cache-control", "no-store").with_header("x-robots-tag", "noindex")
+        resp
     }
 
     async fn admin_page(&self, req: &Request) -> Response {

@@ -90,6 +90,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// [`Engine::invalidate`] as of `at` (the time also recorded in the coordinator's log, so
     /// that a page marked in KV and a page matched by the log are the same page version).
     pub async fn invalidate_at(&self, hosts: &[String], request: &Invalidation, at: u64) -> InvalidationOutcome {
+        if self.config.workers_cache {
+            self.purge_tier(hosts, request, at);
+        }
         let budget = OpBudget::new(OPS_PER_INVOCATION);
         let mut outcome = InvalidationOutcome {
             at,

@@ -29,6 +29,7 @@ mod revalidate;
 mod regenerate;
 mod render;
 pub mod stats;
+mod tier;
 mod timing;
 mod write;
 
@@ -68,9 +69,18 @@ pub use prerender::{params_from_listing, PrerenderJob, PrerenderReport, PRERENDE
 pub const CACHE_STATE_HEADER: &str = "x-isr-cache";
 /// Response header carrying the reason of a BYPASS.
 pub const BYPASS_REASON_HEADER: &str = "x-isr-reason";
-/// `Cache-Control` sent to browsers when the origin gave none: browsers revalidate every time
-/// (cheaply, with `If-None-Match` → 304), so an invalidation reaches them at once.
-pub const DEFAULT_BROWSER_CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
+/// `Cache-Control` sent to browsers when the origin gave no browser lifetime (see
+/// [`crate::rules::downstream`]).
+pub use crate::rules::downstream::DEFAULT_BROWSER_CACHE_CONTROL;
+
+/// How long a pass-through request with a body (an upload) waits for the origin's answer:
+/// Cloudflare's own limit for an origin's response (100 s, then a 524), since sending the body
+/// is part of the wait.
+pub const UPLOAD_ANSWER_TIMEOUT_MS: u64 = 100_000;
+
+/// Longest time the rest of a refused request body is read (and dropped) before the refusal
+/// is sent (see [`Engine::read_small_body`]).
+pub const DISCARD_LIMIT_MS: u64 = 10_000;
 
 /// Everything that lives as long as the isolate and is shared by its requests.
 #[derive(Default)]
@@ -87,7 +97,12 @@ pub struct Isolate {
     pub failing_renders: backoff::FailingRenders,
     /// Counters of this isolate's answers and renders, written to KV once per interval.
     pub stats: stats::IsolateStats,
+    /// Workers Cache purges this isolate has still to send (mode on).
+    pub(crate) tier_planner: std::cell::RefCell<crate::tier::purge::PurgePlanner>,
+    /// Whether the absence of `ctx.cache` was logged already.
+    pub(crate) tier_said_unavailable: std::cell::Cell<bool>,
 }
+
 
 impl Isolate {
     /// A fresh isolate state.
@@ -99,6 +114,8 @@ impl Isolate {
             announced: Default::default(),
             failing_renders: Default::default(),
             stats: Default::default(),
+            tier_planner: Default::default(),
+            tier_said_unavailable: Default::default(),
         })
     }
 }
@@ -114,6 +131,7 @@ pub struct Engine<S, O> {
     pub(crate) isolate: Rc<Isolate>,
     pub(crate) jobs: Option<Rc<dyn JobQueue>>,
     pub(crate) site: Rc<Site>,
+    pub(crate) purger: Option<tier::SharedPurger>,
     pub(crate) coordinator: Option<Rc<dyn Coordinator>>,
 }
 
@@ -129,6 +147,7 @@ impl<S, O> Clone for Engine<S, O> {
             isolate: self.isolate.clone(),
             jobs: self.jobs.clone(),
             site: self.site.clone(),
+            purger: self.purger.clone(),
             coordinator: self.coordinator.clone(),
         }
     }
@@ -155,6 +174,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             isolate,
             jobs: None,
             site: Rc::new(Site::new()),
+            purger: None,
             coordinator: None,
         }
     }
@@ -162,6 +182,13 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Renders pages with `site`'s routes (by default every path is proxied to `ORIGIN_URL`).
     pub fn with_site(mut self, site: Rc<Site>) -> Self {
         self.site = site;
+        self
+    }
+
+    /// Purges Workers Cache with `purger` when `WORKERS_CACHE` is on (`ctx.cache`, or the e2e
+    /// test double).
+    pub fn with_purger(mut self, purger: Rc<dyn crate::tier::send::CachePurger>) -> Self {
+        self.purger = Some(purger);
         self
     }
 
@@ -180,8 +207,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Answers one visitor request (and counts the answer, see [`stats`]).
     pub async fn handle(&self, req: Request) -> Response {
-        let resp = self.answer(req).await;
+        let mut resp = self.answer(req).await;
         self.count_answer(&resp);
+        if self.config.workers_cache {
+            self.tier_no_store_unless_kept(&mut resp);
+        }
         resp
     }
 
@@ -191,10 +221,21 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {
             if path == self.config.revalidate_path {
-                return timing::add(self.handle_revalidate(req).await, Timing::default());
+                let answer = match self.read_small_body(req).await {
+                    Ok(req) => self.handle_revalidate(req).await,
+                    Err(refusal) => refusal,
+                };
+                return timing::add(answer, Timing::default());
             }
             if admin::is_admin_path(path) {
-                return timing::add(self.handle_admin(req).await, Timing::default());
+                let answer = match self.read_small_body(req).await {
+                    Ok(req) => self.handle_admin(req).await,
+                    Err(refusal) => refusal.with_header("cache-control", "no-store"),
+                };
+                return timing::add(answer, Timing::default());
+            }
+            if let Some(resp) = self.handle_tier_test_route(path).await {
+                return resp;
             }
         }
         let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
@@ -286,8 +327,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let meta = &page.meta;
         let now = self.clock.now_ms();
         let mut headers = meta.headers();
-        if !headers.contains("cache-control") {
-            headers.set("cache-control", DEFAULT_BROWSER_CACHE_CONTROL);
+        crate::rules::downstream::downstream_cache_headers(&mut headers);
+        if self.config.workers_cache {
+            self.tier_headers_for_stored(req, page, &state, &mut headers);
         }
         headers.set("etag", meta.etag.clone());
         if let Some(lm) = &meta.last_modified {
@@ -335,9 +377,18 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let mut upstream = req;
         upstream.url = url;
         upstream.headers.remove("host");
+        // Streamed both ways: the visitor's body (an upload) and the origin's (a download, an
+        // event stream) are handed on as they arrive, never held in memory. The origin answers
+        // an upload after receiving it, which takes as long as the visitor takes to send it: the
+        // wait for its answer is bounded by the platform's own proxy limit instead.
+        let timeout_ms = if upstream.body.as_streaming().is_some() {
+            UPLOAD_ANSWER_TIMEOUT_MS.max(self.config.origin_timeout_ms)
+        } else {
+            self.config.origin_timeout_ms
+        };
         let sent = match base {
-            Some(_) => self.origin.fetch(upstream, self.config.origin_timeout_ms).await,
-            None => self.origin.fetch_page(upstream, self.config.origin_timeout_ms).await,
+            Some(_) => self.origin.fetch_to_serve(upstream, timeout_ms).await,
+            None => self.origin.fetch_page_to_serve(upstream, timeout_ms).await,
         };
         match sent {
             Ok(resp) => bypass_response(resp, &reason),
@@ -387,14 +438,42 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         req
     }
 
-    /// The answer when the origin gave no response and no stored page can stand in.
+    /// `req` with its body in memory, if that body is within [`crate::webhook::MAX_BODY_BYTES`]
+    /// (the webhook's and the admin page's bodies, which they parse and sign-check); else the
+    /// `413` answer. A `Content-Length` over the limit is refused before a byte is read into
+    /// memory; a body without one is read only up to the limit. The rest of a refused body is
+    /// dropped as it arrives (for at most [`DISCARD_LIMIT_MS`]) before the 413 goes out, so
+    /// that a client still sending gets the answer rather than a reset connection.
+    async fn read_small_body(&self, mut req: Request) -> Result<Request, Response> {
+        let limit = crate::webhook::MAX_BODY_BYTES;
+        let declared = req.headers.get("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let refusal = if declared.is_some_and(|n| n > limit as u64) {
+            Response::json_error(413, &format!("the body is over the limit of {limit} bytes"))
+        } else {
+            match req.body.read_capped(limit).await {
+                Ok(body) => {
+                    req.body = body;
+                    return Ok(req);
+                }
+                Err(crate::http::ReadError::TooLarge) => Response::json_error(413, &format!("the body is over the limit of {limit} bytes")),
+                Err(crate::http::ReadError::Failed(e)) => return Err(Response::json_error(400, &format!("the request body could not be read: {e}"))),
+            }
+        };
+        let body = req.body.clone();
+        let _ = futures_util::future::select(Box::pin(async move { body.discard().await }), self.clock.sleep(DISCARD_LIMIT_MS)).await;
+        Err(refusal)
+    }
+
+    /// The answer when the origin gave no response and no stored page can stand in. The
+    /// visitor gets a generic message; the detail (which may name internal hosts, addresses or
+    /// TLS errors) goes to the log only.
     pub(crate) fn origin_error_response(&self, path: &str, e: &OriginError) -> Response {
         self.log(Level::Error, &format!("{path}: {e}"));
-        let status = match e {
-            OriginError::Timeout(_) => 504,
-            OriginError::Network(_) => 502,
+        let (status, message) = match e {
+            OriginError::Timeout(_) => (504, "the origin did not answer in time"),
+            OriginError::Network(_) => (502, "the origin could not be reached"),
         };
-        Response::json_error(status, &e.to_string()).with_header(CACHE_STATE_HEADER, CacheState::Miss.as_str())
+        Response::json_error(status, message).with_header(CACHE_STATE_HEADER, CacheState::Miss.as_str())
     }
 
     pub(crate) fn log(&self, level: Level, message: &str) {
@@ -423,3 +502,7 @@ mod coordination_tests;
 mod failure_tests;
 #[cfg(test)]
 mod front_tests;
+#[cfg(test)]
+mod tier_tests;
+#[cfg(test)]
+mod hostile_tests;

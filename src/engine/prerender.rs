@@ -98,7 +98,14 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 continue;
             }
             match self.static_params(route).await {
-                Ok(list) => paths.extend(list.iter().map(|p| route.path_for(p))),
+                Ok(list) => {
+                    for params in &list {
+                        match route.path_for(params) {
+                            Ok(path) => paths.push(path),
+                            Err(e) => report.errors.push(format!("{}: {e}", route.pattern)),
+                        }
+                    }
+                }
                 Err(e) => {
                     self.log(Level::Warn, &format!("cannot list the static parameters of {}: {e}", route.pattern));
                     report.errors.push(format!("{}: {e}", route.pattern));

@@ -56,7 +56,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 Ok(Produced { resp, hints })
             }
             Renderer::Render(render) => {
-                let page = if route.dynamic_params || self.is_static_param(&matched).await {
+                let page = if let Some(why) = &matched.refused {
+                    // A `/` or `..` smuggled into a parameter (`/blog/..%2Fx`): no such page,
+                    // and nothing is fetched with it.
+                    self.log(Level::Info, &format!("{}: 404 without rendering: {why}", key.path));
+                    self.site.error_page(&RenderError::NotFound, &key.path)
+                } else if route.dynamic_params || self.is_static_param(&matched).await {
                     let cx = RenderContext::new(
                         key.path.clone(),
                         matched.params.clone(),

@@ -33,6 +33,10 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 return Response::json_error(500, &message);
             }
         };
+        if let Err(e) = webhook::refuse_unsigned_query(&req, method) {
+            self.log(Level::Warn, &format!("revalidation webhook refused: {}", e.message()));
+            return e.to_response();
+        }
         let invalidation = match webhook::parse_request(&req, &mappings) {
             Ok(r) => r,
             Err(e) => return e.to_response(),

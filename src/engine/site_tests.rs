@@ -281,3 +281,56 @@ fn pages_listed_in_a_sitemap_are_prerendered() {
         assert_eq!(cache_state(&b.get("/about/").await), "HIT", "proxied pages too, at their normalised path");
     });
 }
+
+/// Issue 12: `GET /blog/..%2F..%2F..%2Fx` made the worker fetch `CMS_URL/x`.
+#[test]
+fn route_parameters_stay_inside_their_data_url() {
+    const ROUTES: &str = r#"{"routes": [
+      {"pattern": "/blog/:slug", "template": "post.html", "data": {"post": {"url": "/cms/api/posts/{slug}?lang=en"}}},
+      {"pattern": "/docs/*rest", "template": "post.html", "data": {"post": {"url": "/cms/api/docs/{rest}"}}},
+      {"pattern": "/search/:q", "template": "post.html", "data": {"post": {"url": "/cms/api/search?q={q}"}}}
+    ]}"#;
+    let b = Bench::new().with_site(Site::new().with_config(ROUTES, templates()).unwrap());
+    block_on(async {
+        for path in ["/blog/..%2F..%2F..%2Fx", "/blog/a%2Fb", "/blog/.%2E%2Fx", "/docs/a/..%2F..%2F..%2Fx", "/docs/%2E%2E%2Fx", "/docs/a%2F.%2Fb"] {
+            let resp = b.get(path).await;
+            assert_eq!(resp.status, 404, "{path}: {}", body(&resp));
+        }
+        let asked: Vec<String> = b.origin.requests().iter().map(|r| r.url.clone()).collect();
+        assert!(asked.iter().all(|u| u.starts_with("http://origin.test/cms/api/")), "escaped the data URL: {asked:?}");
+        assert!(asked.is_empty() || !asked.iter().any(|u| u.contains("/x")), "{asked:?}");
+
+        // Values that are fine are encoded so they add no segment, query or fragment.
+        b.get("/blog/a%3Fb%23c%26d").await;
+        b.get("/docs/x/y%3Fz%23w").await;
+        b.get("/search/a%26b%3Dc%20d%2Be").await;
+        let asked: Vec<String> = b.origin.requests().iter().map(|r| r.url.clone()).collect();
+        assert_eq!(
+            asked,
+            vec![
+                "http://origin.test/cms/api/posts/a%3Fb%23c%26d?lang=en".to_string(),
+                "http://origin.test/cms/api/docs/x/y%3Fz%23w".to_string(),
+                "http://origin.test/cms/api/search?q=a%26b%3Dc+d%2Be".to_string(),
+            ]
+        );
+    });
+}
+
+/// The Rust API's safe way to build a data URL from parameters.
+#[test]
+fn render_functions_build_data_urls_with_cx_url() {
+    let site = Site::new().route(
+        "/p/:slug",
+        Route::render(|cx| async move {
+            let post = cx.fetch_json(&cx.url("/api/posts/{slug}?v={slug}")?, FetchOptions::default()).await?;
+            Ok(Page::html(post["title"].as_str().unwrap_or("").to_string()))
+        }),
+    );
+    let b = Bench::new().with_site(site);
+    b.origin.reply("/api/posts/a%20b%3F?v=a+b%3F", Reply::Json(r#"{"title": "ok"}"#.into()));
+    block_on(async {
+        assert_eq!(body(&b.get("/p/a%20b%3F").await), "ok");
+        assert_eq!(b.get("/p/..%2Fx").await.status, 404);
+        assert_eq!(b.origin.request_count(), 1);
+    });
+}

@@ -92,6 +92,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             expired: false,
             stale_if_error_s: crate::rules::freshness::stale_if_error_seconds(&resp.headers),
             tags_digest: tags_digest(&tags),
+            tier_tags: if self.config.workers_cache { crate::tier::tags::mapped_tags(&tags) } else { None },
             tag_hashes: Some(crate::coordination::matcher::tag_hashes(&tags)),
             headers: policy::headers_to_store(&resp.headers).into_pairs(),
         };

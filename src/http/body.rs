@@ -10,9 +10,16 @@
 //! visitor's answer ([`crate::store::KvStore::get_to_serve`]), on Workers KV's stream going
 //! straight into the response. Its bytes are nowhere the engine can read them, so reading one
 //! (its length or its bytes) is a bug, and panics the same way in the native tests as it would
-//! on Workers.
+//! on Workers. An origin's answer that is only passed on ([`crate::runtime::origin::Origin::fetch_to_serve`])
+//! is one too: a download or an event stream goes from the origin to the visitor as it arrives.
+//!
+//! A fourth kind, [`Body::streaming`], is a visitor's request body still arriving
+//! ([`StreamingBody`]): passed on to the origin as it arrives (uploads of any size), or read
+//! into memory with a cap ([`Body::read_capped`]) where the engine needs the bytes (the
+//! webhook, the admin page). Its length and bytes cannot be read otherwise (a panic, as above).
 
 use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
 use std::any::Any;
 use std::cell::OnceCell;
 use std::fmt;
@@ -33,14 +40,37 @@ pub trait ExternalBody: Any {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// A request body still arriving from the platform (a visitor's upload).
+pub trait StreamingBody: Any {
+    /// Reads the whole body into memory, giving up with [`ReadError::TooLarge`] as soon as more
+    /// than `limit` bytes have arrived (the rest is never read).
+    fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<Bytes, ReadError>>;
+    /// Reads what is left of the body and drops it as it arrives (nothing is kept): the
+    /// visitor, who is usually still sending, then gets the answer instead of a reset
+    /// connection.
+    fn discard(&self) -> LocalBoxFuture<'_, ()>;
+    /// For the adapter that made it, to take its own type back (and hand the stream on).
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Why a body could not be read into memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadError {
+    /// More than the limit arrived.
+    TooLarge,
+    /// The stream failed (the visitor went away, say).
+    Failed(String),
+}
+
 #[derive(Clone)]
 enum Repr {
     Local(Bytes),
     External(Rc<dyn ExternalBody>, Rc<OnceCell<Bytes>>),
     Served(Rc<dyn Any>),
+    Streaming(Rc<dyn StreamingBody>),
 }
 
-const SERVED_READ: &str = "edge-isr: the engine read a body read only to be served (KvStore::get_to_serve)";
+const SERVED_READ: &str = "edge-isr: the engine read a body that is only passed on (KvStore::get_to_serve, Origin::fetch_to_serve, a request's stream: use Body::read_capped)";
 
 /// A body: see the module documentation.
 #[derive(Clone)]
@@ -63,11 +93,16 @@ impl Body {
         Body(Repr::Served(handle))
     }
 
+    /// A request body still arriving (see the module documentation).
+    pub fn streaming(body: Rc<dyn StreamingBody>) -> Body {
+        Body(Repr::Streaming(body))
+    }
+
     /// The platform's body, when this is one that was never copied.
     pub fn as_external(&self) -> Option<&dyn ExternalBody> {
         match &self.0 {
             Repr::External(e, _) => Some(e.as_ref()),
-            Repr::Local(_) | Repr::Served(_) => None,
+            Repr::Local(_) | Repr::Served(_) | Repr::Streaming(_) => None,
         }
     }
 
@@ -75,16 +110,45 @@ impl Body {
     pub fn as_served(&self) -> Option<&dyn Any> {
         match &self.0 {
             Repr::Served(handle) => Some(handle.as_ref()),
-            Repr::Local(_) | Repr::External(..) => None,
+            Repr::Local(_) | Repr::External(..) | Repr::Streaming(_) => None,
         }
     }
 
-    /// Length in bytes (without copying an external body). Panics for a served body.
+    /// The stream, when this is a request body still arriving.
+    pub fn as_streaming(&self) -> Option<&dyn StreamingBody> {
+        match &self.0 {
+            Repr::Streaming(s) => Some(s.as_ref()),
+            Repr::Local(_) | Repr::External(..) | Repr::Served(_) => None,
+        }
+    }
+
+    /// The body in memory, if it is at most `limit` bytes: a stream is read until it ends or
+    /// passes the limit (so an oversized upload costs at most `limit` bytes of memory), a body
+    /// already in memory is checked. A body that is only served cannot be read.
+    pub async fn read_capped(&self, limit: usize) -> Result<Body, ReadError> {
+        match &self.0 {
+            Repr::Streaming(s) => s.read_capped(limit).await.map(Body::from),
+            Repr::Served(_) => Err(ReadError::Failed("a served body cannot be read".into())),
+            Repr::Local(_) | Repr::External(..) if self.len() > limit => Err(ReadError::TooLarge),
+            Repr::Local(_) | Repr::External(..) => Ok(self.clone()),
+        }
+    }
+
+    /// Drops what is left of a request body still arriving (see [`StreamingBody::discard`]);
+    /// nothing for other bodies.
+    pub async fn discard(&self) {
+        if let Repr::Streaming(s) = &self.0 {
+            s.discard().await;
+        }
+    }
+
+    /// Length in bytes (without copying an external body). Panics for a served or streaming
+    /// body.
     pub fn len(&self) -> usize {
         match &self.0 {
             Repr::Local(b) => b.len(),
             Repr::External(e, _) => e.len(),
-            Repr::Served(_) => panic!("{SERVED_READ}"),
+            Repr::Served(_) | Repr::Streaming(_) => panic!("{SERVED_READ}"),
         }
     }
 
@@ -107,7 +171,7 @@ impl Deref for Body {
         match &self.0 {
             Repr::Local(b) => b,
             Repr::External(e, copy) => copy.get_or_init(|| e.to_bytes()),
-            Repr::Served(_) => panic!("{SERVED_READ}"),
+            Repr::Served(_) | Repr::Streaming(_) => panic!("{SERVED_READ}"),
         }
     }
 }
@@ -126,6 +190,7 @@ impl fmt::Debug for Body {
             Repr::Local(b) => fmt::Debug::fmt(b, f),
             Repr::External(e, _) => write!(f, "Body(external, {} bytes)", e.len()),
             Repr::Served(_) => f.write_str("Body(served)"),
+            Repr::Streaming(_) => f.write_str("Body(streaming)"),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 pub mod body;
 
-pub use crate::http::body::Body;
+pub use crate::http::body::{Body, ReadError, StreamingBody};
 
 /// An ordered list of header fields with lower-cased names.
 ///

@@ -80,6 +80,10 @@ pub struct Config {
     /// Shared secret of the webhook (`REVALIDATE_SECRET`, a secret, not a `[vars]` entry).
     /// Empty: the webhook rejects every request.
     pub revalidate_secret: String,
+    /// Password of the admin page (`ADMIN_SECRET`, a secret), kept apart from the webhook's so
+    /// that the CMS holding `REVALIDATE_SECRET` cannot open the admin page. Empty: the admin
+    /// page takes `REVALIDATE_SECRET` (see [`Config::admin_password`]).
+    pub admin_secret: String,
     /// Rules mapping a CMS's own webhook payload to tags and paths (`WEBHOOK_MAPPINGS`, JSON).
     pub webhook_mappings: String,
     /// Base URL of the headless CMS that template routes read JSON from (`CMS_URL`); data URLs
@@ -92,6 +96,15 @@ pub struct Config {
     /// How often each isolate writes its counters to KV (`STATS_INTERVAL_S`, 60 to 3600
     /// seconds; 0 turns the counters and the admin page's charts off). Default 60.
     pub stats_interval_s: u64,
+    /// Whether Workers Cache in front of the worker is given lifetimes and tags and purged
+    /// (`WORKERS_CACHE`: `on` or `off`, default `off`; see [`crate::tier`]).
+    pub workers_cache: bool,
+    /// Seconds the tier may serve a page past its lifetime while it asks the worker again
+    /// (`WORKERS_CACHE_SWR_S`, default 60).
+    pub workers_cache_swr_s: u32,
+    /// TEST ONLY: `WORKERS_CACHE_TEST_DOUBLE = "record"` makes purges go to the recording test
+    /// double ([`crate::tier::double`]) instead of `ctx.cache`, which the local runtime lacks.
+    pub workers_cache_test_double: bool,
 }
 
 /// A variable that is missing or malformed.
@@ -206,7 +219,30 @@ impl Config {
                     problem: format!("{raw:?} is not an absolute http(s) URL"),
                 })?,
         };
+        let workers_cache = match get("WORKERS_CACHE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("off") | Some("false") | Some("0") => false,
+            Some("on") | Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "WORKERS_CACHE",
+                    problem: format!("{other:?} is not on or off"),
+                })
+            }
+        };
+        let workers_cache_test_double = match get("WORKERS_CACHE_TEST_DOUBLE").as_deref() {
+            None => false,
+            Some("record") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "WORKERS_CACHE_TEST_DOUBLE",
+                    problem: format!("{other:?} is not \"record\" (a test double for the e2e suite; leave it unset)"),
+                })
+            }
+        };
         Ok(Config {
+            workers_cache,
+            workers_cache_swr_s: number("WORKERS_CACHE_SWR_S", 60, one_year)? as u32,
+            workers_cache_test_double,
             cms_url,
             origin,
             origin_service,
@@ -221,10 +257,21 @@ impl Config {
             regenerate_timeout_ms: number("REGENERATE_TIMEOUT_MS", 20_000, WAIT_UNTIL_LIMIT_MS - 5_000)?,
             revalidate_path,
             revalidate_secret: get("REVALIDATE_SECRET").unwrap_or_default(),
+            admin_secret: get("ADMIN_SECRET").unwrap_or_default(),
             webhook_mappings: get("WEBHOOK_MAPPINGS").unwrap_or_default(),
             stale_if_error_s: number("STALE_IF_ERROR_S", DEFAULT_STALE_IF_ERROR_S, one_year)? as u32,
             stats_interval_s: stats_interval(number("STATS_INTERVAL_S", 60, 3_600)?)?,
         })
+    }
+
+    /// The admin page's password: `ADMIN_SECRET`, or `REVALIDATE_SECRET` when that is unset or
+    /// blank (empty: the admin page is off).
+    pub fn admin_password(&self) -> &str {
+        if self.admin_secret.trim().is_empty() {
+            self.revalidate_secret.trim()
+        } else {
+            self.admin_secret.trim()
+        }
     }
 
     /// A configuration for tests: origin `http://origin.test`, defaults everywhere else.
@@ -277,6 +324,21 @@ mod tests {
         assert_eq!(c.stats_interval_s, 60);
         let off = Config::from_vars(vars(&[("ORIGIN_URL", "https://example.com"), ("STATS_INTERVAL_S", "0")])).unwrap();
         assert_eq!(off.stats_interval_s, 0);
+    }
+
+    #[test]
+    fn workers_cache_is_off_unless_switched_on() {
+        let base = ("ORIGIN_URL", "https://example.com");
+        let c = Config::from_vars(vars(&[base])).unwrap();
+        assert!(!c.workers_cache && !c.workers_cache_test_double);
+        assert_eq!(c.workers_cache_swr_s, 60);
+        for on in ["on", "ON", "true", "1"] {
+            assert!(Config::from_vars(vars(&[base, ("WORKERS_CACHE", on)])).unwrap().workers_cache, "{on}");
+        }
+        assert!(!Config::from_vars(vars(&[base, ("WORKERS_CACHE", "off")])).unwrap().workers_cache);
+        assert_eq!(Config::from_vars(vars(&[base, ("WORKERS_CACHE", "yes please")])).unwrap_err().var, "WORKERS_CACHE");
+        assert!(Config::from_vars(vars(&[base, ("WORKERS_CACHE_TEST_DOUBLE", "record")])).unwrap().workers_cache_test_double);
+        assert_eq!(Config::from_vars(vars(&[base, ("WORKERS_CACHE_TEST_DOUBLE", "kv")])).unwrap_err().var, "WORKERS_CACHE_TEST_DOUBLE");
     }
 
     #[test]

@@ -56,6 +56,11 @@ pub struct PageMeta {
     /// Digest of the page's tag set, to tell when a regeneration changed the tags.
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     pub tags_digest: Option<String>,
+    /// The page's tags as Workers Cache tags, comma-joined
+    /// ([`crate::tier::tags::mapped_tags`]), when `WORKERS_CACHE` is on. `None`: unknown (mode
+    /// off when stored, or too many to fit): the tier is then told not to keep the page.
+    #[serde(rename = "ct", default, skip_serializing_if = "Option::is_none")]
+    pub tier_tags: Option<String>,
     /// Short hashes of the page's tags, concatenated
     /// ([`crate::coordination::matcher::tag_hashes`]), so that a HIT can be checked against the
     /// coordinator's invalidation log without another read. `None`: unknown (stored before this
@@ -148,6 +153,11 @@ impl PageMeta {
             self.headers.retain(|(n, _)| n != droppable);
             json = serde_json::to_string(self).map_err(|_| BypassReason::HeadersTooLarge)?;
         }
+        if json.len() > MAX_METADATA_BYTES && self.tier_tags.is_some() {
+            // Too many tags to list for the tier: stored all the same, never kept by the tier.
+            self.tier_tags = None;
+            json = serde_json::to_string(self).map_err(|_| BypassReason::HeadersTooLarge)?;
+        }
         if json.len() > MAX_METADATA_BYTES && self.tag_hashes.is_some() {
             // Too many tags to list: the page then matches every tag invalidation (conservative).
             self.tag_hashes = None;
@@ -235,6 +245,19 @@ mod tests {
         assert!(json.len() <= MAX_METADATA_BYTES);
         assert!(m.headers.iter().all(|(n, _)| n != "server"));
         assert!(m.headers.iter().any(|(n, _)| n == "x-powered-by"), "dropped only as much as needed");
+    }
+
+    #[test]
+    fn tier_tags_that_do_not_fit_become_unknown_not_a_refusal() {
+        let mut m = meta();
+        m.tier_tags = Some("t".repeat(1000));
+        let json = m.encode().unwrap();
+        assert!(json.len() <= MAX_METADATA_BYTES);
+        assert_eq!(m.tier_tags, None, "the page is stored, and never kept by the tier");
+        let mut few = meta();
+        few.tier_tags = Some("posts,post-a".into());
+        let json = few.encode().unwrap();
+        assert_eq!(PageMeta::decode(Some(&json)).unwrap().tier_tags.as_deref(), Some("posts,post-a"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod conditional;
 pub mod config;
+pub mod downstream;
 pub mod freshness;
 pub mod invalidation;
 pub mod key;

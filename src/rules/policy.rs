@@ -46,6 +46,9 @@ pub fn classify_parsed(req: &Request, url: Option<&url::Url>, config: &Config) -
     if has_session_cookie {
         return RequestDecision::Bypass(BypassReason::SessionCookie);
     }
+    if req.headers.get_all("accept").any(|a| a.to_ascii_lowercase().contains("text/event-stream")) {
+        return RequestDecision::Bypass(BypassReason::EventStream);
+    }
     match url.map(|u| key::normalise_parsed(u, config)) {
         Some(Ok(k)) => RequestDecision::Cacheable(k),
         _ => RequestDecision::Bypass(BypassReason::Unkeyable),

@@ -48,6 +48,9 @@ pub enum BypassReason {
     SessionCookie,
     /// The URL cannot be keyed (malformed, or path too long).
     Unkeyable,
+    /// The request asks for an event stream (`Accept: text/event-stream`, what `EventSource`
+    /// sends): it never ends, so it is streamed through, never stored.
+    EventStream,
     /// The origin set a cookie.
     SetCookie,
     /// The origin said `private`, `no-store` or `no-cache`.
@@ -72,6 +75,7 @@ impl BypassReason {
             BypassReason::Authorization => "authorization",
             BypassReason::SessionCookie => "session-cookie",
             BypassReason::Unkeyable => "unkeyable-url",
+            BypassReason::EventStream => "event-stream",
             BypassReason::SetCookie => "set-cookie",
             BypassReason::NotPublic => "not-public",
             BypassReason::ZeroRevalidate => "zero-revalidate",

@@ -37,4 +37,19 @@ pub trait Origin {
     async fn fetch_page(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
         self.fetch(req, timeout_ms).await
     }
+
+    /// Sends `req` for an answer that is only passed on to the visitor (BYPASS): `timeout_ms`
+    /// bounds the wait for the response's head, and the body is handed on as it arrives
+    /// ([`crate::http::Body::served`]: never buffered, so downloads of any size, server-sent
+    /// events and long polls go through). `req`'s body may be a visitor's stream
+    /// ([`crate::http::Body::streaming`]), handed on the same way. By default, [`Origin::fetch`].
+    async fn fetch_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.fetch(req, timeout_ms).await
+    }
+
+    /// [`Origin::fetch_to_serve`] for one of the site's own pages (see [`Origin::fetch_page`]).
+    /// By default, [`Origin::fetch_page`].
+    async fn fetch_page_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.fetch_page(req, timeout_ms).await
+    }
 }

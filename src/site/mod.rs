@@ -14,8 +14,7 @@
 //!         Ok(Page::html(format!("<h1>Hello, {}!</h1>", cx.param("name"))))
 //!     }).revalidate(3600).tags(["hello-{name}", "hello"]))
 //!     .route("/blog/:slug", Route::render(|cx| async move {
-//!         let post = cx.fetch_json(&format!("/api/posts/{}", cx.param("slug")),
-//!                                  FetchOptions::tags(["posts"])).await?;
+//!         let post = cx.fetch_json(&cx.url("/api/posts/{slug}")?, FetchOptions::tags(["posts"])).await?;
 //!         Ok(Page::html(format!("<h1>{}</h1>", post["title"].as_str().unwrap_or(""))))
 //!     }).revalidate(60).tags(["post-{slug}"]));
 //! assert!(site.find("/hello/ada").is_some());
@@ -25,7 +24,7 @@ mod pattern;
 mod render;
 pub mod template;
 
-pub use pattern::{to_matchit, Escape, Params, PatternError, Template};
+pub use pattern::{check_value, to_matchit, Params, PatternError, Template};
 pub use render::{Collected, FetchOptions, Fetcher, Page, RenderContext, RenderError, RenderFn};
 
 use std::future::Future;
@@ -133,6 +132,8 @@ pub struct RegisteredRoute {
     pub params: Vec<String>,
     /// The route.
     pub route: Route,
+    /// The catch-all parameter (`*rest`), if the pattern ends with one.
+    pub catch_all: Option<String>,
     tags: Vec<Template>,
     path: Template,
 }
@@ -151,11 +152,13 @@ impl RegisteredRoute {
             )));
         }
         let path = Template::parse(&matchit_pattern.replace("{*", "{"), &params)?;
+        let catch_all = params.last().filter(|name| matchit_pattern.ends_with(&format!("{{*{name}}}"))).cloned();
         Ok((
             RegisteredRoute {
                 pattern: pattern.to_string(),
                 params,
                 route,
+                catch_all,
                 tags,
                 path,
             },
@@ -165,12 +168,17 @@ impl RegisteredRoute {
 
     /// The route's tags for one page.
     pub fn tags_for(&self, params: &Params) -> Vec<String> {
-        self.tags.iter().map(|t| t.fill(params, Escape::None)).collect()
+        self.tags.iter().map(|t| t.fill(params)).collect()
     }
 
-    /// The path of the page with these parameters (for pre-rendering).
-    pub fn path_for(&self, params: &Params) -> String {
-        self.path.fill(params, Escape::UrlPath)
+    /// The path of the page with these parameters (for pre-rendering), or why these values
+    /// cannot be this route's (see [`check_value`]).
+    pub fn path_for(&self, params: &Params) -> Result<String, PatternError> {
+        let mut params = params.clone();
+        if let Some(name) = &self.catch_all {
+            params = params.with_catch_all(name);
+        }
+        self.path.fill_url(&params)
     }
 }
 
@@ -195,6 +203,9 @@ pub struct Matched<'a> {
     pub route: &'a RegisteredRoute,
     /// The parameters' values, percent-decoded.
     pub params: Params,
+    /// Why the values cannot be this route's (a `/` or `..` smuggled in with `%2F`, see
+    /// [`check_value`]): such a path is answered 404 without rendering.
+    pub refused: Option<PatternError>,
 }
 
 impl Site {
@@ -237,10 +248,15 @@ impl Site {
     /// The route for `path`, or `None` when only the fallback matches.
     pub fn find(&self, path: &str) -> Option<Matched<'_>> {
         let found = self.router.at(path).ok()?;
-        let params = found.params.iter().map(|(k, v)| (k.to_string(), percent_decode(v))).collect();
+        let route = &self.routes[*found.value];
+        let mut params = Params::new(found.params.iter().map(|(k, v)| (k.to_string(), percent_decode(v))).collect());
+        if let Some(name) = &route.catch_all {
+            params = params.with_catch_all(name);
+        }
         Some(Matched {
-            route: &self.routes[*found.value],
-            params: Params::new(params),
+            route,
+            refused: params.refusal(),
+            params,
         })
     }
 
@@ -249,6 +265,7 @@ impl Site {
         self.find(path).unwrap_or(Matched {
             route: &self.fallback,
             params: Params::default(),
+            refused: None,
         })
     }
 
@@ -340,6 +357,19 @@ mod tests {
     }
 
     #[test]
+    fn parameters_that_smuggle_a_slash_or_dot_segment_are_refused() {
+        let site = Site::new().route("/t/:name", Route::render(page)).route("/d/*rest", Route::render(page));
+        for path in ["/t/..%2Fx", "/t/a%2Fb", "/t/..", "/t/.", "/d/a/..%2Fb", "/d/%2E%2E%2Fb"] {
+            let m = site.find(path).unwrap();
+            assert!(m.refused.is_some(), "{path}");
+        }
+        for path in ["/t/a.b", "/t/...", "/d/a/b", "/d/.well-known/x"] {
+            assert!(site.find(path).unwrap().refused.is_none(), "{path}");
+        }
+        assert!(site.find("/d/a/b").unwrap().params.is_catch_all("rest"));
+    }
+
+    #[test]
     fn conflicting_or_malformed_routes_are_refused() {
         let mut site = Site::new();
         site.try_route("/blog/:slug", Route::render(page)).unwrap();
@@ -356,9 +386,11 @@ mod tests {
         let site = Site::new().route("/blog/:slug", Route::render(page)).route("/docs/*rest", Route::render(page));
         let blog = site.routes().next().unwrap();
         let p = Params::new(vec![("slug".into(), "a b".into())]);
-        assert_eq!(blog.path_for(&p), "/blog/a%20b");
+        assert_eq!(blog.path_for(&p).unwrap(), "/blog/a%20b");
+        let p = Params::new(vec![("slug".into(), "../x".into())]);
+        assert!(blog.path_for(&p).is_err(), "a listed value cannot name another page");
         let docs = site.routes().nth(1).unwrap();
         let p = Params::new(vec![("rest".into(), "x/y".into())]);
-        assert_eq!(docs.path_for(&p), "/docs/x/y");
+        assert_eq!(docs.path_for(&p).unwrap(), "/docs/x/y");
     }
 }

@@ -9,29 +9,79 @@
 use std::fmt;
 
 /// Values of a matched route's parameters, in pattern order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Params(Vec<(String, String)>);
+///
+/// Two sets are equal when their names and values are (which parameter is the catch-all is
+/// a property of the route, not of the values).
+#[derive(Clone, Debug, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+    catch_all: Option<String>,
+}
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs == other.pairs
+    }
+}
+
+impl Eq for Params {}
 
 impl Params {
-    /// Parameters from `(name, value)` pairs.
+    /// Parameters from `(name, value)` pairs, all of them single-segment parameters.
     pub fn new(pairs: Vec<(String, String)>) -> Self {
-        Params(pairs)
+        Params { pairs, catch_all: None }
+    }
+
+    /// The same parameters, `name` being a catch-all (`*rest`: its value may hold `/`).
+    pub fn with_catch_all(mut self, name: &str) -> Self {
+        self.catch_all = Some(name.to_string());
+        self
     }
 
     /// The value of `name`, if the route has such a parameter.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// `(name, value)` pairs in pattern order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
     /// Whether there are no parameters.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.pairs.is_empty()
     }
+
+    /// Whether `name` is the catch-all parameter.
+    pub fn is_catch_all(&self, name: &str) -> bool {
+        self.catch_all.as_deref() == Some(name)
+    }
+
+    /// Why these values cannot be this route's (see [`check_value`]), if they cannot.
+    pub fn refusal(&self) -> Option<PatternError> {
+        self.iter().find_map(|(name, value)| check_value(name, value, self.is_catch_all(name)).err())
+    }
+}
+
+/// Whether a decoded parameter value stays inside the URL it is filled into.
+///
+/// A single-segment parameter (`:slug`) never holds `/` and is never `.` or `..`; a catch-all
+/// (`*rest`) keeps its `/` but none of its segments may be `.` or `..`. (Percent-encoding cannot
+/// make a dot segment harmless: URL parsers treat `%2E%2E` as `..`.) Such values are refused
+/// where a route is matched, so such a path is a 404, and again when a data URL is filled.
+pub fn check_value(name: &str, value: &str, catch_all: bool) -> Result<(), PatternError> {
+    let dot = |s: &str| s == "." || s == "..";
+    if catch_all {
+        if value.split('/').any(dot) {
+            return Err(PatternError(format!("parameter {name:?} = {value:?}: a `.` or `..` segment")));
+        }
+    } else if value.contains('/') {
+        return Err(PatternError(format!("parameter {name:?} = {value:?}: a `/` in a one-segment parameter")));
+    } else if dot(value) {
+        return Err(PatternError(format!("parameter {name:?} = {value:?}: a `.` or `..` segment")));
+    }
+    Ok(())
 }
 
 /// A malformed route pattern or template.
@@ -109,15 +159,6 @@ enum Part {
     Param(String),
 }
 
-/// How a parameter's value is written into a template.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Escape {
-    /// As it is (tags: the value is checked by the tag rules afterwards).
-    None,
-    /// Percent-encoded as one URL path segment (`/` inside a catch-all stays a separator).
-    UrlPath,
-}
-
 impl Template {
     /// Parses `text`, checking that every `{name}` is one of `params`.
     pub fn parse(text: &str, params: &[String]) -> Result<Template, PatternError> {
@@ -149,29 +190,47 @@ impl Template {
         Ok(Template { parts })
     }
 
-    /// The template with every hole filled from `params`.
-    pub fn fill(&self, params: &Params, escape: Escape) -> String {
+    /// The template with every hole filled from `params` as it is (tags: the value is checked
+    /// by the tag rules afterwards).
+    pub fn fill(&self, params: &Params) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Param(name) => {
-                    let value = params.get(name).unwrap_or_default();
-                    match escape {
-                        Escape::None => out.push_str(value),
-                        Escape::UrlPath => out.push_str(&encode_path(value)),
-                    }
-                }
+                Part::Param(name) => out.push_str(params.get(name).unwrap_or_default()),
             }
         }
         out
     }
-}
 
-/// Percent-encodes a parameter value for a URL path, keeping `/` (catch-all values hold
-/// several segments) and the unreserved characters.
-fn encode_path(value: &str) -> String {
-    crate::rules::key::percent_encode(value, b"-._~/")
+    /// The template as a URL: every value percent-encoded, so it cannot add a path segment, a
+    /// query or a fragment. In the path, a single-segment parameter's `/` is encoded and a
+    /// catch-all's kept; after `?`, values are form-encoded (`&`, `=`, `#`, `+` included).
+    /// Values [`check_value`] refuses (`.`, `..`, a `/` in a one-segment parameter) are an error.
+    pub fn fill_url(&self, params: &Params) -> Result<String, PatternError> {
+        let mut out = String::new();
+        let mut in_query = false;
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => {
+                    in_query |= t.contains(['?', '#']);
+                    out.push_str(t);
+                }
+                Part::Param(name) => {
+                    let value = params.get(name).unwrap_or_default();
+                    if in_query {
+                        out.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+                        continue;
+                    }
+                    let catch_all = params.is_catch_all(name);
+                    check_value(name, value, catch_all)?;
+                    let keeps: &[u8] = if catch_all { b"-._~/" } else { b"-._~" };
+                    out.push_str(&crate::rules::key::percent_encode(value, keeps));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -206,9 +265,9 @@ mod tests {
     fn tag_templates_fill_from_parameters() {
         let params = Params::new(vec![("slug".into(), "hello".into())]);
         let t = Template::parse("post-{slug}", &names(&["slug"])).unwrap();
-        assert_eq!(t.fill(&params, Escape::None), "post-hello");
+        assert_eq!(t.fill(&params), "post-hello");
         let constant = Template::parse("posts", &names(&["slug"])).unwrap();
-        assert_eq!(constant.fill(&params, Escape::None), "posts");
+        assert_eq!(constant.fill(&params), "posts");
     }
 
     #[test]
@@ -222,7 +281,30 @@ mod tests {
     #[test]
     fn url_templates_percent_encode_values_but_keep_catch_all_slashes() {
         let t = Template::parse("/api/{rest}", &names(&["rest"])).unwrap();
-        let params = Params::new(vec![("rest".into(), "a b/ü?x".into())]);
-        assert_eq!(t.fill(&params, Escape::UrlPath), "/api/a%20b/%C3%BC%3Fx");
+        let params = Params::new(vec![("rest".into(), "a b/ü?x#y".into())]).with_catch_all("rest");
+        assert_eq!(t.fill_url(&params).unwrap(), "/api/a%20b/%C3%BC%3Fx%23y");
+        let t = Template::parse("/api/{slug}?q={slug}&x=1", &names(&["slug"])).unwrap();
+        let params = Params::new(vec![("slug".into(), "a&b=c d#e".into())]);
+        assert_eq!(t.fill_url(&params).unwrap(), "/api/a%26b%3Dc%20d%23e?q=a%26b%3Dc+d%23e&x=1");
+    }
+
+    #[test]
+    fn values_that_would_leave_their_url_are_refused() {
+        let t = Template::parse("/api/{slug}", &names(&["slug"])).unwrap();
+        for bad in ["..", ".", "../x", "a/b", "/"] {
+            let params = Params::new(vec![("slug".into(), bad.into())]);
+            assert!(t.fill_url(&params).is_err(), "{bad}");
+            assert!(params.refusal().is_some(), "{bad}");
+        }
+        let t = Template::parse("/api/{rest}", &names(&["rest"])).unwrap();
+        for bad in ["..", "a/../b", "a/./b", "../../x", "a/.."] {
+            let params = Params::new(vec![("rest".into(), bad.into())]).with_catch_all("rest");
+            assert!(t.fill_url(&params).is_err(), "{bad}");
+        }
+        for good in ["a/b", "...", "a..b/.c", ".well-known/x"] {
+            let params = Params::new(vec![("rest".into(), good.into())]).with_catch_all("rest");
+            assert!(t.fill_url(&params).is_ok(), "{good}");
+            assert!(params.refusal().is_none(), "{good}");
+        }
     }
 }

@@ -197,6 +197,18 @@ impl RenderContext {
         self.params.get(name).unwrap_or_default()
     }
 
+    /// A data URL built from `template` and this page's parameters, safely: `{name}` holes are
+    /// filled percent-encoded, so a value cannot add a path segment, a query or a fragment
+    /// (`cx.url("/api/posts/{slug}?lang={lang}")`). Prefer it to `format!` with
+    /// [`RenderContext::param`], which puts a value in the URL as it is. An unknown `{name}` is
+    /// a [`RenderError::Data`].
+    pub fn url(&self, template: &str) -> Result<String, RenderError> {
+        let names: Vec<String> = self.params.iter().map(|(name, _)| name.to_string()).collect();
+        super::pattern::Template::parse(template, &names)
+            .and_then(|t| t.fill_url(&self.params))
+            .map_err(|e| RenderError::Data(e.0))
+    }
+
     /// What the fetches so far have recorded.
     pub fn collected(&self) -> Collected {
         self.collected.borrow().clone()

@@ -20,7 +20,7 @@
 //! answers 404) renders `404.html` (stored, like `notFound()`); a CMS error, unusable JSON or a
 //! template error renders `error.html` with status 500/502, which is never stored.
 
-use super::pattern::{Escape, Params, PatternError, Template};
+use super::pattern::{Params, PatternError, Template};
 use super::render::{FetchOptions, Page, RenderContext, RenderError};
 use super::{Route, Site, StaticParams};
 use futures_util::future::join_all;
@@ -253,13 +253,13 @@ struct DataSource {
 impl TemplateRoute {
     async fn render(&self, cx: RenderContext) -> Result<Page, RenderError> {
         let fetches = self.data.iter().map(|source| {
-            let url = source.url.fill(&cx.params, Escape::UrlPath);
+            let url = source.url.fill_url(&cx.params).map_err(|e| RenderError::Data(e.0));
             let opts = FetchOptions {
-                tags: source.tags.iter().map(|t| t.fill(&cx.params, Escape::None)).collect(),
+                tags: source.tags.iter().map(|t| t.fill(&cx.params)).collect(),
                 revalidate: source.revalidate,
             };
             let cx = cx.clone();
-            async move { cx.fetch_json(&url, opts).await }
+            async move { cx.fetch_json(&url?, opts).await }
         });
         let results = join_all(fetches).await;
         let mut context = serde_json::Map::new();

@@ -45,6 +45,14 @@ impl AuthMethod {
             AuthMethod::Contentful => "contentful-signature",
         }
     }
+
+    /// Whether this credential vouches for the query string too. A secret sent as it is
+    /// (Bearer, header, `?secret=`) vouches for the whole request, and Contentful signs the
+    /// path and query; `x-isr-signature` and Sanity's signature cover the body only, so a
+    /// captured delivery with `?prefix=/&mode=expire` added would still verify.
+    pub fn covers_query(self) -> bool {
+        !matches!(self, AuthMethod::IsrSignature | AuthMethod::Sanity)
+    }
 }
 
 /// The outcome of checking one kind of credential.

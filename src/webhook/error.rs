@@ -54,6 +54,14 @@ pub enum WebhookError {
     },
     /// Query parameters the webhook does not know (400).
     UnknownQueryParameters(Vec<String>),
+    /// Query parameters that choose what to invalidate on a request whose signature covers
+    /// only the body (400): they could have been added by whoever captured the delivery.
+    UnsignedQuery {
+        /// The query parameters found (`tag`, `path`, `prefix`, `mode`).
+        names: Vec<String>,
+        /// The signature's header.
+        signature: &'static str,
+    },
     /// The request names nothing to invalidate (400); holds a hint on why.
     NothingToInvalidate(String),
     /// More than [`MAX_ITEMS`] distinct entries (400); holds how many were sent.
@@ -114,6 +122,15 @@ impl WebhookError {
                 let names: Vec<String> = names.iter().map(|n| quote(n)).collect();
                 format!(
                     "unknown query parameter(s) {}; accepted are tag, path, prefix, mode and secret (each may repeat except mode and secret)",
+                    names.join(", ")
+                )
+            }
+            WebhookError::UnsignedQuery { names, signature } => {
+                let names: Vec<String> = names.iter().map(|n| quote(n)).collect();
+                format!(
+                    "query parameter(s) {} are not covered by the signature: {signature} signs the body only, so anyone who saw \
+                     one delivery could add them; put what to invalidate (and mode) in the signed JSON body, or send the secret \
+                     as a Bearer token instead of signing",
                     names.join(", ")
                 )
             }

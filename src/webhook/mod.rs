@@ -16,7 +16,7 @@
 mod auth;
 mod collect;
 mod contentful;
-mod crypto;
+pub(crate) mod crypto;
 mod error;
 mod mapping;
 mod request;
@@ -32,7 +32,7 @@ pub use contentful::{
 };
 pub use error::WebhookError;
 pub use mapping::Mappings;
-pub use request::parse_request;
+pub use request::{parse_request, refuse_unsigned_query};
 pub use crypto::secret_matches;
 pub use sanity::SANITY_SIGNATURE_HEADER;
 pub use signature::ISR_SIGNATURE_HEADER;

@@ -15,7 +15,7 @@ use super::collect::Collector;
 use super::error::WebhookError;
 use super::mapping::Mappings;
 use super::validate::Kind;
-use super::{Invalidation, InvalidationMode, MAX_BODY_BYTES, SECRET_QUERY_PARAM};
+use super::{AuthMethod, Invalidation, InvalidationMode, MAX_BODY_BYTES, SECRET_QUERY_PARAM};
 use crate::http::Request;
 use serde_json::{Map, Value};
 use url::Url;
@@ -41,6 +41,34 @@ pub fn parse_request(req: &Request, mappings: &Mappings) -> Result<Invalidation,
     read_query(&url, &mut out)?;
     let hint = read_body(&req.body, mappings, &mut out)?;
     out.finish(&hint)
+}
+
+/// Query parameters that choose what a call invalidates, or how.
+const TARGET_QUERY_PARAMS: [&str; 4] = ["tag", "path", "prefix", "mode"];
+
+/// Refuses query parameters that choose targets or mode (`tag`, `path`, `prefix`, `mode`) when
+/// the request was authenticated by `method`, a signature over the body only
+/// ([`AuthMethod::covers_query`]): a captured delivery replayed within its window with
+/// `?prefix=/&mode=expire` added must not purge the site. Call it after [`super::authenticate`].
+pub fn refuse_unsigned_query(req: &Request, method: AuthMethod) -> Result<(), WebhookError> {
+    if method.covers_query() {
+        return Ok(());
+    }
+    let url = crate::rules::key::parse_url(&req.url).map_err(|_| WebhookError::InvalidUrl)?;
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in url.query_pairs() {
+        if TARGET_QUERY_PARAMS.contains(&name.as_ref()) && !names.iter().any(|n| *n == name) {
+            names.push(name.into_owned());
+        }
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let signature = match method {
+        AuthMethod::Sanity => super::SANITY_SIGNATURE_HEADER,
+        _ => super::ISR_SIGNATURE_HEADER,
+    };
+    Err(WebhookError::UnsignedQuery { names, signature })
 }
 
 fn read_query(url: &Url, out: &mut Collector) -> Result<(), WebhookError> {

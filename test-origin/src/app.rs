@@ -265,6 +265,12 @@ pub(crate) struct Shared {
     pub url: String,
     /// Where `/api/...` JSON content is read from (see `content.rs`), if anywhere.
     pub content_dir: Mutex<Option<std::path::PathBuf>>,
+    /// `POST /__origin/events/release` was called (see `streams`).
+    pub events_released: AtomicBool,
+    /// Event streams (and held downloads) waiting to be released.
+    pub events_open: AtomicU64,
+    /// Bytes of the upload in progress received so far (see `streams`).
+    pub upload_progress: AtomicU64,
 }
 
 impl Shared {
@@ -277,6 +283,9 @@ impl Shared {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             content_dir: Mutex::new(None),
+            events_released: AtomicBool::new(false),
+            events_open: AtomicU64::new(0),
+            upload_progress: AtomicU64::new(0),
         }
     }
 
@@ -308,12 +317,18 @@ impl Shared {
 pub(crate) enum Outcome {
     /// Send this response.
     Respond(Response),
+    /// Send this head, then a body written as it is produced (see `streams`), then close.
+    Stream(Response, crate::streams::Streamed),
     /// The server is stopping: close the connection without an answer.
     Abort,
 }
 
 /// Answers one request.
 pub(crate) fn handle(shared: &Shared, req: &Request) -> Outcome {
+    if let Some(outcome) = crate::streams::route(shared, req) {
+        shared.log(req, 200, " (stream)");
+        return outcome;
+    }
     if req.path == CONTROL_PREFIX || req.path.starts_with("/__origin/") {
         let resp = control(shared, req);
         shared.log(req, resp.status, " (control)");
@@ -734,6 +749,9 @@ fn control(shared: &Shared, req: &Request) -> Response {
                         "GET /__origin/stats[?path=/x]": "counters of /x, or of every path",
                         "GET /__origin/requests[?path=/x]": "the last 20 requests to /x, or to every path",
                         "POST /__origin/reset": "forget all behaviour and counters",
+                        "GET /__origin/download?bytes=N": "N bytes, streamed",
+                        "POST /__origin/upload": "counts the bytes of the body",
+                        "GET /__origin/events": "server-sent events: one at once, one after POST /__origin/events/release",
                     },
                     "behaviour_defaults": Behaviour::default(),
                 }),

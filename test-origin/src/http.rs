@@ -112,10 +112,12 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Reads the next request from `reader`. `writer` is used only for `100 Continue`.
+/// Reads the next request from `reader`. `writer` is used only for `100 Continue`. The body
+/// of a request to `/__origin/upload` counts its bytes in `upload_progress` as they arrive.
 pub(crate) fn read_request<R: BufRead, W: Write>(
     reader: &mut R,
     writer: &mut W,
+    upload_progress: &std::sync::atomic::AtomicU64,
 ) -> Result<Request, ReadError> {
     let mut line = Vec::new();
     let mut budget = MAX_HEAD;
@@ -266,19 +268,39 @@ pub(crate) fn read_request<R: BufRead, W: Write>(
         writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         writer.flush()?;
     }
+    let progress = (request.path == "/__origin/upload").then_some(upload_progress);
+    if let Some(p) = progress {
+        p.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
     match length {
         Some(n) => {
-            reader.by_ref().take(n).read_to_end(&mut request.body)?;
+            read_counted(reader, n, &mut request.body, progress)?;
             if request.body.len() as u64 != n {
                 return Err(ReadError::Io);
             }
         }
-        None => read_chunked(reader, &mut request.body)?,
+        None => read_chunked(reader, &mut request.body, progress)?,
     }
     Ok(request)
 }
 
-fn read_chunked<R: BufRead>(reader: &mut R, body: &mut Vec<u8>) -> Result<(), ReadError> {
+/// Reads up to `n` bytes into `body`, 64 KiB at a time, counting them in `progress`.
+fn read_counted<R: BufRead>(reader: &mut R, n: u64, body: &mut Vec<u8>, progress: Option<&std::sync::atomic::AtomicU64>) -> io::Result<()> {
+    let mut left = n;
+    while left > 0 {
+        let got = reader.by_ref().take(left.min(64 * 1024)).read_to_end(body)? as u64;
+        if got == 0 {
+            break;
+        }
+        left -= got;
+        if let Some(p) = progress {
+            p.fetch_add(got, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    Ok(())
+}
+
+fn read_chunked<R: BufRead>(reader: &mut R, body: &mut Vec<u8>, progress: Option<&std::sync::atomic::AtomicU64>) -> Result<(), ReadError> {
     let mut line = Vec::new();
     let eof = || ReadError::Io;
     loop {
@@ -308,7 +330,7 @@ fn read_chunked<R: BufRead>(reader: &mut R, body: &mut Vec<u8>) -> Result<(), Re
             return Err(bad(413, "request body too large"));
         }
         let before = body.len();
-        reader.by_ref().take(size).read_to_end(body)?;
+        read_counted(reader, size, body, progress)?;
         if (body.len() - before) as u64 != size {
             return Err(eof());
         }

@@ -47,6 +47,10 @@
 //!   `[{"method","path","query","headers":{lower-cased name: value}}]`; without `path`: all
 //!   paths' lists, keyed by path.
 //! * `POST /__origin/reset` forgets all behaviour and counters.
+//! * Streams, for pass-through tests (see `streams.rs`): `GET /__origin/download?bytes=N`
+//!   (N bytes, written as produced), `POST /__origin/upload` (counts the body's bytes),
+//!   `GET /__origin/events` (server-sent events: one at once, the last after
+//!   `POST /__origin/events/release`; `GET /__origin/events/open` counts those waiting).
 //!
 //! The `path` parameter is form-decoded (`%2F` or `/`; `+` is a space) and compared exactly
 //! with request paths as they arrive on the request line (which are not decoded).
@@ -58,6 +62,7 @@
 
 mod app;
 mod content;
+mod streams;
 mod http;
 
 pub use app::{Behaviour, RecordedRequest, Stats, MAX_SIZE, MAX_STALL_MS, REQUEST_LOG_LEN};
@@ -280,7 +285,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
     while !shared.stopped() {
-        let req = match http::read_request(&mut reader, &mut writer) {
+        let req = match http::read_request(&mut reader, &mut writer, &shared.upload_progress) {
             Ok(req) => req,
             Err(http::ReadError::Bad(status, msg)) => {
                 let body = format!("{status} {msg}\n").into_bytes();
@@ -292,6 +297,10 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         };
         let resp = match app::handle(shared, &req) {
             Outcome::Respond(resp) => resp,
+            Outcome::Stream(head, body) => {
+                let _ = streams::write(&mut writer, shared, &head, body, req.method == "HEAD");
+                break;
+            }
             Outcome::Abort => break,
         };
         let close = !req.keep_alive() || shared.stopped();

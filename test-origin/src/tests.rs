@@ -791,3 +791,33 @@ fn only_loopback_addresses() {
     let o = TestOrigin::start("localhost:0").expect("localhost is loopback");
     assert!(o.addr().ip().is_loopback());
 }
+
+#[test]
+fn streaming_endpoints_download_count_uploads_and_hold_events() {
+    let o = start();
+    let dl = get(&o, "/__origin/download?bytes=200000");
+    assert_eq!(dl.status, 200);
+    assert_eq!(dl.header("content-length"), Some("200000"));
+    assert_eq!(dl.body.len(), 200_000);
+    assert!(dl.body.iter().all(|b| *b == b'x'));
+    let up = request(&o, "POST", "/__origin/upload", &[], "12345");
+    assert_eq!(up.json()["bytes"], 5);
+
+    // The first event comes at once; the stream stays open until released.
+    let mut stream = connect(o.addr());
+    write!(stream, "GET /__origin/events HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    while !seen.contains("data: first\n\n") {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "closed early: {seen}");
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    assert_eq!(get(&o, "/__origin/events/open").json()["open"], 1);
+    assert_eq!(request(&o, "POST", "/__origin/events/release", &[], "").status, 200);
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "data: last\n\n");
+    wait_until("the stream to end", Duration::from_secs(5), || get(&o, "/__origin/events/open").json()["open"] == 0);
+}

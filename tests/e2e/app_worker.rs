@@ -169,5 +169,6 @@ fn app_worker_stalling_times_out(s: &Suite) {
     let r = s.get(p);
     assert_eq!((r.status, r.state()), (504, "MISS"), "{r:?}");
     assert!(started.elapsed() < Duration::from_millis(5500), "answered after {:?}", started.elapsed());
-    assert!(r.body.contains("did not answer within 4000 ms"), "{}", r.body);
+    // The visitor gets a generic message; the detail ("did not answer within 4000 ms") is logged.
+    assert!(r.body.contains("the origin did not answer in time"), "{}", r.body);
 }

@@ -10,10 +10,12 @@ mod answers;
 mod app_worker;
 mod cms;
 mod faults;
+mod hostile;
 mod isr;
 mod locations;
 mod revalidate;
 mod support;
+mod tier;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -24,7 +26,7 @@ use support::Suite;
 pub type Test = (&'static str, fn(&Suite));
 
 /// Tests that leave the shared origin running, in order.
-const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, answers::TESTS, cms::TESTS, locations::TESTS];
+const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, answers::TESTS, cms::TESTS, locations::TESTS, hostile::TESTS, tier::MODE_OFF];
 
 /// Tests that stop the shared origin (and restart it, with none of the behaviour the others
 /// set): with or without a filter, they run after every selected test of [`TESTS`].
@@ -44,13 +46,21 @@ fn main() {
         .copied()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();
+    let tier_tests: Vec<Test> = tier::TESTS
+        .iter()
+        .copied()
+        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        .collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (mut passed, mut failed) = (0, Vec::new());
-    if !tests.is_empty() || app_tests.is_empty() {
+    if !tests.is_empty() || (app_tests.is_empty() && tier_tests.is_empty()) {
         run("", || Suite::start(root), &tests, &mut passed, &mut failed);
     }
     if !app_tests.is_empty() {
         run(" (app Worker as ORIGIN_SERVICE)", || app_worker::start(root), &app_tests, &mut passed, &mut failed);
+    }
+    if !tier_tests.is_empty() {
+        run(" (WORKERS_CACHE on, ctx.cache test double)", || tier::start(root), &tier_tests, &mut passed, &mut failed);
     }
     println!("e2e: {passed} passed, {} failed", failed.len());
     std::process::exit(if failed.is_empty() { 0 } else { 1 });

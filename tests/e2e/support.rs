@@ -250,6 +250,16 @@ impl Suite {
         Resp { status, headers, body }
     }
 
+    /// A request to the worker for a test's own sending and reading (large or streamed bodies).
+    pub fn raw(&self, method: &str, path: &str) -> ureq::Request {
+        self.agent.request(method, &format!("{}{path}", self.worker))
+    }
+
+    /// A request straight to the origin (its control API).
+    pub fn send_origin(&self, method: &str, path: &str) -> Resp {
+        self.send_to(&format!("{}{path}", self.origin_url()), method, &[], if method == "GET" { None } else { Some("") })
+    }
+
     /// The origin's base URL, `http://127.0.0.1:PORT`.
     pub fn origin_url(&self) -> String {
         format!("http://{}", self.origin_addr)

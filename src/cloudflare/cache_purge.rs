@@ -1,0 +1,63 @@
+//! Workers Cache purges through `ctx.cache.purge({ tags, pathPrefixes, purgeEverything })`,
+//! feature-detected: `ctx.cache` is absent in `wrangler dev` / miniflare and on older
+//! compatibility dates, and then nothing is purged and nothing fails ([`CachePurger::available`]
+//! is false; the header rule then keeps tier copies short, see [`crate::tier::headers`]).
+
+use crate::cloudflare::js;
+use crate::tier::purge::{PurgeError, PurgeRequest};
+use crate::tier::send::CachePurger;
+use futures_util::future::LocalBoxFuture;
+use js_sys::{Array, Function};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::Context;
+
+/// `ctx.cache`, if this invocation has one with a `purge` method.
+pub struct WorkersCachePurger {
+    cache: Option<JsValue>,
+}
+
+impl WorkersCachePurger {
+    /// Looks for `ctx.cache.purge` on an invocation's context.
+    pub fn detect(ctx: &Context) -> Self {
+        let ctx: &JsValue = ctx.as_ref().as_ref();
+        let cache = js::get(ctx, "cache")
+            .ok()
+            .filter(|c| !c.is_undefined() && !c.is_null())
+            .filter(|c| js::get(c, "purge").ok().is_some_and(|p| p.is_instance_of::<Function>()));
+        WorkersCachePurger { cache }
+    }
+}
+
+fn strings(values: &[String]) -> JsValue {
+    values.iter().map(|v| JsValue::from_str(v)).collect::<Array>().into()
+}
+
+impl CachePurger for WorkersCachePurger {
+    fn available(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    fn purge<'a>(&'a self, request: &'a PurgeRequest) -> LocalBoxFuture<'a, Result<(), PurgeError>> {
+        Box::pin(async move {
+            let Some(cache) = &self.cache else {
+                return Ok(());
+            };
+            let tags = if request.tags.is_empty() { JsValue::UNDEFINED } else { strings(&request.tags) };
+            let prefixes = if request.path_prefixes.is_empty() { JsValue::UNDEFINED } else { strings(&request.path_prefixes) };
+            let everything = if request.purge_everything { JsValue::TRUE } else { JsValue::UNDEFINED };
+            let options = js::object(&[("tags", tags), ("pathPrefixes", prefixes), ("purgeEverything", everything)])
+                .map_err(|e| PurgeError::Failed(js::error_message(&e)))?;
+            match js::call_async(cache, "purge", &[options.into()]).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let message = js::error_message(&e);
+                    if message.to_ascii_lowercase().contains("rate") {
+                        Err(PurgeError::RateLimited)
+                    } else {
+                        Err(PurgeError::Failed(message))
+                    }
+                }
+            }
+        })
+    }
+}

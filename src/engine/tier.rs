@@ -1,0 +1,120 @@
+//! The Workers Cache mode (`WORKERS_CACHE = "on"`) in the engine: the tier's fields on every
+//! answer, and a purge of the tier for every invalidation (the rules are in [`crate::tier`]).
+
+use super::Engine;
+use crate::http::{Headers, Request, Response};
+use crate::rules::invalidation::Invalidation;
+use crate::rules::meta::StoredPage;
+use crate::rules::state::CacheState;
+use crate::runtime::log::Level;
+use crate::runtime::origin::Origin;
+use crate::store::KvStore;
+use crate::tier::headers::{apply_tier_headers, tier_verdict, NoStoreReason, PurgeOutlook, TierAnswer, TierSettings, TierVerdict, TIER_CACHE_CONTROL};
+use crate::tier::purge::targets_of;
+use crate::tier::tags::{answer_cache_tags, key_path};
+use std::rc::Rc;
+
+/// The e2e-only route listing the purges recorded by the `ctx.cache` test double.
+pub const TIER_TEST_ROUTE: &str = "/__isr/test/tier-purges";
+
+/// How long after an invalidation its purges may still be sent by the invocation that took it
+/// (`waitUntil` allows 30 s).
+const DRAIN_WINDOW_MS: u64 = 25_000;
+
+impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
+    /// What purges are known to promise here. The planner of this isolate knows only the
+    /// invalidations this isolate took, and other locations learn of an invalidation only with
+    /// KV's propagation: so copies are kept short ([`PurgeOutlook::Unknown`]) until the planner
+    /// lives in the coordinator (see the README, "Deploy").
+    fn tier_outlook(&self) -> PurgeOutlook {
+        PurgeOutlook::Unknown
+    }
+
+    /// Sets the tier's fields on the answer built from a stored page (mode on).
+    pub(crate) fn tier_headers_for_stored(&self, req: &Request, page: &StoredPage, state: &CacheState, headers: &mut Headers) {
+        let parsed = crate::rules::key::parse_url(&req.url).ok();
+        let key = parsed.as_ref().and_then(|u| crate::rules::key::normalise_parsed(u, &self.config).ok());
+        let (Some(parsed), Some(key)) = (parsed, key) else {
+            apply_tier_headers(headers, &TierVerdict::NoStore(NoStoreReason::NotCanonical));
+            return;
+        };
+        let cache_tag = page.meta.tier_tags.as_deref().map(|mapped| answer_cache_tags(&key_path(&key), mapped));
+        let meta = &page.meta;
+        let answer = TierAnswer {
+            state,
+            fresh_until: meta.rendered_at.saturating_add(u64::from(meta.revalidate_s) * 1000),
+            now: self.clock.now_ms(),
+            cache_tag: cache_tag.as_deref(),
+            canonical: parsed.path() == key.path,
+        };
+        let settings = TierSettings {
+            stale_while_revalidate_s: self.config.workers_cache_swr_s,
+            stale_if_error_s: self.config.stale_if_error_s,
+        };
+        apply_tier_headers(headers, &tier_verdict(&answer, &settings, self.tier_outlook()));
+    }
+
+    /// Any answer that did not get the tier's fields (MISS, BYPASS, errors, the webhook, the
+    /// admin page) is not for the tier to keep (mode on).
+    pub(crate) fn tier_no_store_unless_kept(&self, resp: &mut Response) {
+        if !resp.headers.contains(TIER_CACHE_CONTROL) {
+            apply_tier_headers(&mut resp.headers, &TierVerdict::NoStore(NoStoreReason::NotAHit));
+        }
+    }
+
+    /// Purges the tier of what `invalidation` names (mode on): the targets join this isolate's
+    /// planner, which sends them in the background within Workers Cache's limits (2 s after
+    /// the invalidation, batched, retried) for as long as this invocation may run.
+    pub(crate) fn purge_tier(&self, hosts: &[String], invalidation: &Invalidation, at: u64) {
+        let Some(purger) = self.purger.clone() else {
+            return;
+        };
+        if !purger.available() {
+            if !self.isolate.tier_said_unavailable.replace(true) {
+                self.log(Level::Warn, "WORKERS_CACHE is on but ctx.cache is absent (wrangler dev, or an older compatibility date): nothing is purged, and copies are kept short");
+            }
+            return;
+        }
+        let host = hosts.first().cloned().unwrap_or_else(|| "localhost".into());
+        let paths: Vec<String> = invalidation
+            .paths
+            .iter()
+            .filter_map(|p| crate::rules::key::normalise(&format!("https://{host}{p}"), &self.config).ok())
+            .map(|k| key_path(&k))
+            .collect();
+        let prefixes: Vec<String> = invalidation.prefixes.iter().map(|p| crate::rules::key::normalise_path(p, crate::rules::config::TrailingSlash::Keep)).collect();
+        let targets = targets_of(
+            invalidation.tags.iter().map(String::as_str),
+            paths.iter().map(String::as_str),
+            prefixes.iter().map(String::as_str),
+        );
+        self.isolate.tier_planner.borrow_mut().add(targets, at);
+        let isolate = self.isolate.clone();
+        let clock = self.clock.clone();
+        let logger = self.logger.clone();
+        self.background.spawn(Box::pin(async move {
+            let deadline = clock.now_ms() + DRAIN_WINDOW_MS;
+            let report = crate::tier::send::drain(&isolate.tier_planner, &*purger, &*clock, deadline).await;
+            let level = if report.left > 0 || report.failed > 0 { Level::Warn } else { Level::Info };
+            logger.log(
+                level,
+                &format!("Workers Cache purge: {} request(s) sent, {} failed, {} target(s) still pending", report.sent, report.failed, report.left),
+            );
+        }));
+    }
+
+    /// The e2e-only route (`WORKERS_CACHE_TEST_DOUBLE = "record"`): the purges the test double
+    /// recorded, as JSON. `None` when the request is not for it.
+    pub(crate) async fn handle_tier_test_route(&self, path: &str) -> Option<Response> {
+        if !self.config.workers_cache_test_double || path != TIER_TEST_ROUTE {
+            return None;
+        }
+        Some(match crate::tier::double::recorded(&*self.store).await {
+            Ok(records) => Response::json(200, &serde_json::json!({ "test_double": "ctx.cache recorder (the local runtime has no ctx.cache)", "purges": records })),
+            Err(e) => Response::json_error(500, &format!("reading the recorded purges failed: {e}")),
+        })
+    }
+}
+
+/// What an engine purges the tier with.
+pub type SharedPurger = Rc<dyn crate::tier::send::CachePurger>;
