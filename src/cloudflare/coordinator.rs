@@ -42,7 +42,7 @@ impl DurableObject for Coordinator {
             "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, entry TEXT NOT NULL)",
             None,
         ) {
-            worker::console_error!("edge-isr coordinator: creating the log table failed: {e}");
+            crate::runtime::log::Logger::event(&super::runtime::ConsoleLogger, crate::runtime::log::Level::Error, "coordinator_table_failed", "", &format!("creating the log table failed: {e}"));
         }
         Coordinator {
             sql,

@@ -40,6 +40,7 @@ use crate::engine::{Engine, Isolate};
 use crate::http::Response as CoreResponse;
 use crate::engine::jobs::Job;
 use crate::site::Site;
+use crate::runtime::log::{Level, Logger};
 pub use coordinator::Coordinator;
 use runtime::WaitUntil;
 use std::cell::RefCell;
@@ -67,13 +68,18 @@ thread_local! {
         crate::tier::double::RecorderLimits::new(crate::tier::purge::TokenBucket::workers_cache(worker::Date::now().as_millis()));
 }
 
+/// One JSON log line from the adapter itself (see [`runtime::ConsoleLogger`]).
+fn log(level: Level, event: &str, key: &str, reason: &str) {
+    runtime::ConsoleLogger.event(level, event, key, reason);
+}
+
 /// The worker's `fetch` handler: answers one request with the engine serving `make_site`'s
 /// routes (a configuration error is a JSON 500, and logged).
 pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<web_sys::Response> {
     let answer = match handle(req, &env, ctx, make_site).await {
         Ok(resp) => resp,
         Err(e) => {
-            worker::console_error!("edge-isr: {e}");
+            log(Level::Error, "request_failed", "", &e.to_string());
             CoreResponse::json_error(500, &e).with_header(crate::engine::SERVER_TIMING_HEADER, "cache;desc=BYPASS")
         }
     };
@@ -105,17 +111,17 @@ pub async fn queue<E: std::fmt::Display>(batch: MessageBatch<String>, env: Env, 
         match serde_json::from_str::<Job>(&text) {
             Ok(job) => match engine.run_queued(job).await {
                 Ok(summary) => {
-                    worker::console_log!("edge-isr: {summary}");
+                    log(Level::Info, "job_done", "", &summary.to_string());
                     message.ack();
                 }
                 Err(why) => {
-                    worker::console_error!("edge-isr: {why}; the queue delivers the job again");
+                    log(Level::Error, "job_failed", "", &format!("{why}; the queue delivers the job again"));
                     message.retry();
                 }
             },
             // A message we cannot read will never become readable: drop it, loudly.
             Err(e) => {
-                worker::console_error!("edge-isr: dropping unreadable job: {e}");
+                log(Level::Error, "job_unreadable", "", &format!("dropping it: {e}"));
                 message.ack();
             }
         }
@@ -128,17 +134,17 @@ pub async fn queue<E: std::fmt::Display>(batch: MessageBatch<String>, env: Env, 
 pub async fn scheduled<E: std::fmt::Display>(event: ScheduledEvent, env: Env, ctx: ScheduleContext, make_site: fn() -> std::result::Result<Site, E>) {
     let engine = match build_engine(&env, WaitUntil::Scheduled(ctx), make_site) {
         Ok(e) => e,
-        Err(e) => return worker::console_error!("edge-isr: {e}"),
+        Err(e) => return log(Level::Error, "cron_failed", &event.cron(), &e.to_string()),
     };
     let cleanup = engine.clean_old_versions().await;
     if !cleanup.retired.is_empty() || !cleanup.errors.is_empty() {
-        worker::console_log!("edge-isr: cron {}: cleanup {}", event.cron(), serde_json::to_string(&cleanup).unwrap_or_default());
+        log(Level::Info, "cron_cleanup", &event.cron(), &serde_json::to_string(&cleanup).unwrap_or_default());
     }
     let Some(host) = engine_host(&env) else {
-        return worker::console_error!("edge-isr: cron {}: set CACHE_HOSTS so that pre-rendered pages get the site's host", event.cron());
+        return log(Level::Error, "cron_no_host", &event.cron(), "set CACHE_HOSTS so that pre-rendered pages get the site's host");
     };
     let report = engine.prerender(&host).await;
-    worker::console_log!("edge-isr: cron {}: {}", event.cron(), serde_json::to_string(&report).unwrap_or_default());
+    log(Level::Info, "cron_prerender", &event.cron(), &serde_json::to_string(&report).unwrap_or_default());
 }
 
 fn engine_host(env: &Env) -> Option<String> {

@@ -128,7 +128,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 .with_header("content-type", "text/html; charset=utf-8")
                 .with_body(html),
             Err(e) => {
-                self.log(Level::Error, &format!("admin page: {e}"));
+                self.log_event(Level::Error, "admin_page_failed", ADMIN_PATH, &e);
                 Response::json_error(500, "the admin page failed to render")
             }
         }
@@ -180,7 +180,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Err(e) => return e.to_response(),
         };
         let hosts = self.invalidation_hosts(req);
-        self.log(Level::Info, "revalidation from the admin page");
+        self.log_event(Level::Info, "admin_revalidate", ADMIN_PATH, "revalidation from the admin page");
         self.invalidate_and_answer(&hosts, &invalidation).await
     }
 

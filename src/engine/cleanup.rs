@@ -89,7 +89,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             self.clean_within(job, &budget, &mut report).await;
         }
         if !report.retired.is_empty() {
-            self.log(Level::Info, &format!("cache versions {:?} retired: deleted {} key(s)", report.retired, report.deleted));
+            self.log_event(Level::Info, "versions_retired", "", &format!("cache versions {:?} retired: deleted {} key(s)", report.retired, report.deleted));
         }
         report
     }

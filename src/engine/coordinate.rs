@@ -69,7 +69,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Says once per isolate that the worker runs on KV alone.
     pub(crate) fn announce_coordination(&self) {
         if self.coordinator.is_none() && !self.isolate.announced.replace(true) {
-            self.log(Level::Warn, &self.coordination_summary());
+            self.log_event(Level::Warn, "coordination", "", &self.coordination_summary());
         }
     }
 
@@ -108,7 +108,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         let result = coordinator.log_since(since).await;
         if let Err(e) = &result {
-            self.log(Level::Warn, &format!("reading the invalidation log failed: {e}; relying on KV marks for now"));
+            self.log_event(Level::Warn, "coordinator_log_failed", "", &format!("reading the invalidation log failed: {e}; relying on KV marks for now"));
         }
         self.isolate.log.borrow_mut().finish_refresh(started, result, self.clock.now_ms());
     }
@@ -181,7 +181,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Ok(ClaimAnswer::Granted { failures }) => GlobalClaim::Granted(failures),
             Ok(ClaimAnswer::Held { .. }) => GlobalClaim::Held,
             Err(e) => {
-                self.log(Level::Warn, &format!("claiming the regeneration of {} failed: {e}; using the KV lease", key.page_id()));
+                self.log_event(Level::Warn, "claim_failed", &key.page_id(), &format!("claiming the regeneration failed: {e}; using the KV lease"));
                 GlobalClaim::Unavailable
             }
         }
@@ -194,7 +194,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         if let Err(e) = coordinator.release(&key.page_id(), claim_version(meta), retry_at).await {
             // The claim runs out by itself.
-            self.log(Level::Warn, &format!("releasing the regeneration claim of {} failed: {e}", key.page_id()));
+            self.log_event(Level::Warn, "claim_release_failed", &key.page_id(), &e.to_string());
         }
     }
 }

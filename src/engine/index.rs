@@ -52,7 +52,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         match self.write_members(page_id, tags, previous).await {
             Ok(old) => IndexStep::Added(old),
             Err(e) => {
-                self.log(Level::Warn, &format!("updating the tag index of {page_id} failed: {e}; the next write of the page tries again"));
+                self.log_event(Level::Warn, "tag_index_write_failed", page_id, &format!("{e}; the next write of the page tries again"));
                 IndexStep::Failed
             }
         }
@@ -88,7 +88,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Step 3, after the page was written: members of tags the page no longer has are removed.
     pub(crate) async fn remove_from_tag_index(&self, page_id: &str, tags: &[String], old: &[String]) {
         if let Err(e) = self.delete_members(page_id, tags, old).await {
-            self.log(Level::Warn, &format!("removing old tag index entries of {page_id} failed: {e} (the page may be invalidated by a tag it lost)"));
+            self.log_event(Level::Warn, "tag_index_cleanup_failed", page_id, &format!("removing old tag index entries failed: {e} (the page may be invalidated by a tag it lost)"));
         }
     }
 
@@ -115,7 +115,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// logged; an index entry left behind only makes a tag invalidation find a missing page.
     pub(crate) async fn remove_page(&self, page_key: &str) -> bool {
         if let Err(e) = self.delete_with_retry(page_key).await {
-            self.log(Level::Warn, &format!("removing {page_key} failed: {e}"));
+            self.log_event(Level::Warn, "page_remove_failed", page_key, &e.to_string());
             return false;
         }
         let Some(page_id) = layout::page_id_of(&self.config.cache_version, page_key) else {
@@ -125,7 +125,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Ok(Some(v)) => serde_json::from_slice::<Vec<String>>(&v.value).unwrap_or_default(),
             Ok(None) => return true,
             Err(e) => {
-                self.log(Level::Warn, &format!("reading the tags of removed {page_key} failed: {e}"));
+                self.log_event(Level::Warn, "page_tags_read_failed", page_key, &format!("reading the tags of the removed page failed: {e}"));
                 return true;
             }
         };

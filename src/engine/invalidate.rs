@@ -138,10 +138,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             };
             outcome.prefixes.push((prefix.clone(), report));
         }
-        self.log(
+        self.log_event(
             Level::Info,
+            "invalidated",
+            "",
             &format!(
-                "invalidated {} tag(s), {} path(s), {} prefix(es) at {at}",
+                "{} tag(s), {} path(s), {} prefix(es) at {at}",
                 outcome.tags.len(),
                 outcome.paths.len(),
                 outcome.prefixes.len()
@@ -219,12 +221,14 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Some(queue) => match queue.enqueue(Job::Sweep(next), delay).await {
                 Ok(()) => outcome.queued = true,
                 Err(e) => {
-                    self.log(Level::Error, &format!("queueing invalidation work failed: {e}"));
+                    self.log_event(Level::Error, "invalidation_queue_failed", "", &format!("queueing invalidation work failed: {e}"));
                     outcome.queue_error = Some(format!("queueing invalidation work failed ({e})"));
                 }
             },
-            None => self.log(
+            None => self.log_event(
                 Level::Warn,
+                "invalidation_queue_missing",
+                "",
                 "no invalidation queue is bound (INVALIDATIONS): large invalidations stop at one invocation and the re-check pass is skipped",
             ),
         }
@@ -269,7 +273,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                     let page = match self.store.list(&prefix, cursor.as_deref(), limit.min(1000)).await {
                         Ok(p) => p,
                         Err(e) => {
-                            self.log(Level::Warn, &format!("listing {prefix} failed: {e}; continuing later"));
+                            self.log_event(Level::Warn, "invalidation_list_failed", &prefix, &format!("{e}; continuing later"));
                             return (report, Some(SweepJob { cursor, ..job.clone() }));
                         }
                     };
@@ -315,7 +319,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 Ok(m) => report.count(m),
                 Err(e) => {
                     report.failed += 1;
-                    self.log(Level::Warn, &format!("marking {key} stale failed: {e}; the re-check pass (or the queue's retry) tries again"));
+                    self.log_event(Level::Warn, "mark_stale_failed", &key, &format!("{e}; the re-check pass (or the queue's retry) tries again"));
                 }
             }
         }

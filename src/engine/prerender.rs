@@ -83,7 +83,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         let body = Body::from(serde_json::to_vec(&cached).unwrap_or_default());
         if let Err(e) = self.store.put(&key, body, PutOptions::default()).await {
-            self.log(Level::Warn, &format!("keeping the listing of {} failed: {e}", route.pattern));
+            self.log_event(Level::Warn, "listing_write_failed", &route.pattern, &format!("keeping the listing failed: {e}"));
         }
         Ok(params)
     }
@@ -107,7 +107,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                     }
                 }
                 Err(e) => {
-                    self.log(Level::Warn, &format!("cannot list the static parameters of {}: {e}", route.pattern));
+                    self.log_event(Level::Warn, "static_params_list_failed", &route.pattern, &e.to_string());
                     report.errors.push(format!("{}: {e}", route.pattern));
                 }
             }
@@ -116,7 +116,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             match self.sitemap_paths(sitemap).await {
                 Ok(found) => paths.extend(found),
                 Err(e) => {
-                    self.log(Level::Warn, &format!("cannot read the sitemap {sitemap}: {e}"));
+                    self.log_event(Level::Warn, "sitemap_read_failed", sitemap, &e.to_string());
                     report.errors.push(format!("{sitemap}: {e}"));
                 }
             }
@@ -135,17 +135,19 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                         report.queued_batches += 1;
                         continue;
                     }
-                    Err(e) => self.log(Level::Warn, &format!("queueing a pre-render batch failed ({e}); rendering it now")),
+                    Err(e) => self.log_event(Level::Warn, "prerender_queue_failed", "", &format!("queueing a pre-render batch failed ({e}); rendering it now")),
                 }
             }
             let done = self.run_prerender(job).await;
             report.rendered += done.rendered;
             report.fresh += done.fresh;
         }
-        self.log(
+        self.log_event(
             Level::Info,
+            "prerendered",
+            "",
             &format!(
-                "pre-render: {} path(s), {} batch(es) queued, {} rendered now, {} already fresh",
+                "{} path(s), {} batch(es) queued, {} rendered now, {} already fresh",
                 report.paths, report.queued_batches, report.rendered, report.fresh
             ),
         );
@@ -188,7 +190,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             let produced = match self.produce(&key, "prerender", None, self.config.regenerate_timeout_ms).await {
                 Ok(p) => p,
                 Err(e) => {
-                    self.log(Level::Warn, &format!("pre-rendering {} failed: {e}", key.path));
+                    self.log_event(Level::Warn, "prerender_failed", &key.path, &e.to_string());
                     continue;
                 }
             };
@@ -198,9 +200,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                         report.rendered += 1;
                     }
                 }
-                Err(reason) => self.log(
+                Err(reason) => self.log_event(
                     Level::Warn,
-                    &format!("pre-rendering {}: not stored ({})", key.path, reason.as_str()),
+                    "prerender_not_stored",
+                    &key.path,
+                    reason.as_str(),
                 ),
             }
         }

@@ -59,7 +59,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 let page = if let Some(why) = &matched.refused {
                     // A `/` or `..` smuggled into a parameter (`/blog/..%2Fx`): no such page,
                     // and nothing is fetched with it.
-                    self.log(Level::Info, &format!("{}: 404 without rendering: {why}", key.path));
+                    self.log_event(Level::Info, "not_found_without_rendering", &key.path, &why.to_string());
                     self.site.error_page(&RenderError::NotFound, &key.path)
                 } else if route.dynamic_params || self.is_static_param(&matched).await {
                     let cx = RenderContext::new(
@@ -74,7 +74,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                         Err(RenderError::Upstream(e)) => return Err(e),
                         Err(e) => {
                             if e != RenderError::NotFound {
-                                self.log(Level::Error, &format!("rendering {} ({}) failed: {e}", key.path, matched.route.pattern));
+                                self.log_event(Level::Error, "render_failed", &key.path, &format!("route {}: {e}", matched.route.pattern));
                             }
                             self.site.error_page(&e, &key.path)
                         }
@@ -126,7 +126,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Ok(list) => list.iter().any(|p| p == &matched.params),
             Err(e) => {
                 // Unknown is not "absent": render rather than answer 404 for a real page.
-                self.log(Level::Warn, &format!("static parameters of {} unavailable ({e}); rendering on demand", matched.route.pattern));
+                self.log_event(Level::Warn, "static_params_unavailable", &matched.route.pattern, &format!("{e}; rendering on demand"));
                 true
             }
         }

@@ -69,13 +69,17 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             }
             Regenerated::Removed(reason) => {
                 match reason {
-                    BypassReason::Status(status) => self.log(
+                    BypassReason::Status(status) => self.log_event(
                         Level::Info,
-                        &format!("origin answered {status} for {page_key}; removed it (visitors get the origin's answer)"),
+                        "page_removed",
+                        page_key,
+                        &format!("origin answered {status}; removed it (visitors get the origin's answer)"),
                     ),
-                    reason => self.log(
+                    reason => self.log_event(
                         Level::Info,
-                        &format!("origin no longer allows caching {page_key} ({}); removed it", reason.as_str()),
+                        "page_removed",
+                        page_key,
+                        &format!("origin no longer allows caching it ({}); removed it", reason.as_str()),
                     ),
                 }
                 if global {
@@ -87,10 +91,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 let delay = retry_delay_ms(failures);
                 let now = self.clock.now_ms();
                 self.isolate.regenerations.back_off(page_key, now + delay, now);
-                self.log(
+                self.log_event(
                     Level::Warn,
+                    "regenerate_failed",
+                    page_key,
                     &format!(
-                        "regenerating {page_key} failed ({why}); still serving the copy rendered {}s ago; next attempt in {}s (failure {failures})",
+                        "{why}; still serving the copy rendered {}s ago; next attempt in {}s (failure {failures})",
                         page.meta.age_s(now),
                         delay / 1000
                     ),
@@ -111,7 +117,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Ok(Some(v)) => serde_json::from_slice::<Lease>(&v.value).ok(),
             Ok(None) => None,
             Err(e) => {
-                self.log(Level::Warn, &format!("reading lease {lease_key} failed: {e}"));
+                self.log_event(Level::Warn, "lease_read_failed", lease_key, &e.to_string());
                 None
             }
         };
@@ -182,7 +188,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 Some(_) => {
                     // Another location stored a different page since this one was read: it is newer
                     // than what the origin just confirmed, so it stays.
-                    self.log(Level::Info, &format!("{page_key} changed while regenerating; keeping the newer page"));
+                    self.log_event(Level::Info, "regenerate_superseded", page_key, "the page changed while regenerating; keeping the newer page");
                     return Regenerated::Updated;
                 }
                 None => return Regenerated::Failed("the stored page could not be re-read to refresh it".to_string()),
@@ -201,7 +207,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                     self.clock.sleep(retry_backoff_ms(attempt)).await;
                 }
                 Ok(()) => {
-                    self.log(Level::Info, &format!("refreshed {page_key} (origin: not modified)"));
+                    self.log_event(Level::Info, "page_refreshed", page_key, "origin: not modified");
                     return Regenerated::Updated;
                 }
                 Err(e) => return Regenerated::Failed(format!("storing refreshed page failed: {e}")),
@@ -222,7 +228,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         if let Err(e) = &result {
             if *e != StoreError::RateLimited {
-                self.log(Level::Warn, &format!("writing lease {lease_key} failed: {e}"));
+                self.log_event(Level::Warn, "lease_write_failed", lease_key, &e.to_string());
             }
         }
         result

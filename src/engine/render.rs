@@ -137,7 +137,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let now = self.clock.now_ms();
         let answer = self.isolate.failing_renders.record(page_key, now, answer);
         let wait = answer.headers.get("retry-after").unwrap_or("?");
-        self.log(Level::Warn, &format!("rendering {page_key} failed ({}); its visitors get this error for {wait}s without asking the origin", answer.status));
+        self.log_event(Level::Warn, "miss_failed", page_key, &format!("status {}; its visitors get this error for {wait}s without asking the origin", answer.status));
         answer
     }
 
@@ -209,9 +209,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Err(reason) => {
                 let unstorable = matches!(reason, BypassReason::TooLarge | BypassReason::HeadersTooLarge);
                 if unstorable {
-                    self.log(
+                    self.log_event(
                         Level::Warn,
-                        &format!("not storing {page_key}: {} (served uncached)", reason.as_str()),
+                        "not_stored",
+                        page_key,
+                        &format!("{} (served uncached)", reason.as_str()),
                     );
                 }
                 if previous.is_some() && !unstorable && !is_origin_failure(resp.status) && resp.status != 304 {
@@ -221,7 +223,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                     self.background.spawn(Box::pin(async move {
                         // With its tag index entries (a failure is logged there).
                         if this.remove_page(&page_key).await {
-                            this.log(Level::Info, &format!("origin answered {answered} for expired {page_key}; removed it"));
+                            this.log_event(Level::Info, "page_removed", &page_key, &format!("origin answered {answered} for the expired page; removed it"));
                         }
                     }));
                 }

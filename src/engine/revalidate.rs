@@ -21,7 +21,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let method = match webhook::authenticate(&req, &self.config.revalidate_secret, self.clock.now_ms()) {
             Ok(m) => m,
             Err(e) => {
-                self.log(Level::Warn, &format!("revalidation webhook refused: {}", e.message()));
+                self.log_event(Level::Warn, "webhook_refused", &self.config.revalidate_path, &e.message());
                 return e.to_response();
             }
         };
@@ -29,12 +29,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Ok(m) => m,
             Err(e) => {
                 let message = format!("configuration variable WEBHOOK_MAPPINGS: {e}");
-                self.log(Level::Error, &message);
+                self.log_event(Level::Error, "webhook_misconfigured", &self.config.revalidate_path, &message);
                 return Response::json_error(500, &message);
             }
         };
         if let Err(e) = webhook::refuse_unsigned_query(&req, method) {
-            self.log(Level::Warn, &format!("revalidation webhook refused: {}", e.message()));
+            self.log_event(Level::Warn, "webhook_refused", &self.config.revalidate_path, &e.message());
             return e.to_response();
         }
         let invalidation = match webhook::parse_request(&req, &mappings) {
@@ -42,7 +42,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Err(e) => return e.to_response(),
         };
         let hosts = self.invalidation_hosts(&req);
-        self.log(Level::Info, &format!("revalidation webhook accepted ({})", method.as_str()));
+        self.log_event(Level::Info, "webhook_accepted", &self.config.revalidate_path, &format!("authenticated by {}", method.as_str()));
         self.invalidate_and_answer(&hosts, &invalidation).await
     }
 
@@ -68,7 +68,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                     "recording the invalidation in the coordinator failed ({e}); pages were marked in KV (other locations get it within about {}s), retry to make it live everywhere within seconds",
                     super::coordinate::KV_PROPAGATION_S
                 );
-                self.log(Level::Error, &message);
+                self.log_event(Level::Error, "invalidation_incomplete", "", &message);
                 if let Some(queue_error) = answer["error"].as_str() {
                     message = format!("{message}; {queue_error}");
                 }

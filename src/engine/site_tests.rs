@@ -103,7 +103,7 @@ fn cms_errors_give_an_error_page_that_is_never_stored() {
         assert!(body(&resp).contains("could not be rendered"));
         b.run_background().await;
         assert!(peek(&b, &crate::store::layout::page_key("1", "site.test/blog/e")).await.is_none());
-        assert_eq!(b.logger.count("rendering /blog/e"), 1, "{:?}", b.logger.lines());
+        assert_eq!(b.logger.count_event("render_failed", "/blog/e"), 1, "{:?}", b.logger.lines());
         b.origin.reply("/api/posts/e", Reply::Json("not json".into()));
         assert_eq!(b.get("/blog/e").await.status, 502);
     });

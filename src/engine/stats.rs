@@ -271,7 +271,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         // Each key is written once: a 429 cannot be another write of ours; the bucket is dropped.
         if let Err(e) = self.store.put(&key, Body::new(), opts).await {
-            self.log(Level::Warn, &format!("writing counters {key} failed: {e}; dropped"));
+            self.log_event(Level::Warn, "counters_write_failed", &key, &format!("{e}; this interval's counters are dropped"));
         }
     }
 

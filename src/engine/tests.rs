@@ -198,7 +198,7 @@ fn a_failing_origin_keeps_the_last_good_page_and_backs_off() {
             assert_eq!(body(&again), "good render=1", "still the last good page");
             assert!(b.queue.is_empty(), "backing off: no new attempt right after a failure");
         }
-        assert_eq!(b.logger.count("regenerating p/1/site.test/f failed"), 3, "logged once per attempt");
+        assert_eq!(b.logger.count_event("regenerate_failed", "p/1/site.test/f"), 3, "logged once per attempt");
         b.origin.reply("/f", Reply::page("better", &[("cache-control", "s-maxage=10")]));
         b.clock.advance(600_000);
         b.get("/f").await;
@@ -464,7 +464,7 @@ fn kv_errors_degrade_to_the_origin_and_keep_stored_pages() {
         b.get("/k").await;
         b.kv.fail_next_for(Op::Put, "p/", StoreError::Unavailable("write failed".into()));
         b.run_background().await;
-        assert_eq!(b.logger.count("storing p/1/site.test/k failed"), 1);
+        assert_eq!(b.logger.count_event("store_failed", "p/1/site.test/k"), 1);
         let still = b.get("/k").await;
         assert_eq!(body(&still), "k render=1", "the previous copy stays when a write fails");
     });
@@ -485,7 +485,7 @@ fn pages_too_large_for_kv_are_served_but_not_stored() {
         assert!(csp.headers.get("content-security-policy").is_some(), "the visitor still gets every header");
         b.run_background().await;
         assert!(b.kv.visible_keys().is_empty());
-        assert_eq!(b.logger.count("not storing"), 2);
+        assert_eq!(b.logger.records().iter().filter(|l| l.event == "not_stored").count(), 2);
     });
 }
 

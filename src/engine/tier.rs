@@ -71,7 +71,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         if !purger.available() {
             if !self.isolate.tier_said_unavailable.replace(true) {
-                self.log(Level::Warn, "WORKERS_CACHE is on but ctx.cache is absent (wrangler dev, or an older compatibility date): nothing is purged, and copies are kept short");
+                self.log_event(Level::Warn, "workers_cache_unavailable", "", "WORKERS_CACHE is on but ctx.cache is absent (wrangler dev, or an older compatibility date): nothing is purged, and copies are kept short");
             }
             return;
         }

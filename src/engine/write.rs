@@ -66,7 +66,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }
         for tag in &hints.tags {
             if !policy::is_valid_tag(tag) {
-                self.log(Level::Warn, &format!("ignoring route tag {tag:?}: not a valid tag"));
+                self.log_event(Level::Warn, "tag_ignored", tag, "not a valid tag (route tag)");
             } else if !tags.contains(tag) {
                 tags.push(tag.clone());
             }
@@ -123,9 +123,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         loop {
             let current = self.carry_invalidation(page_key, &mut prepared.page.meta).await;
             if let Some(newer) = current.as_ref().filter(|c| c.meta.rendered_at > prepared.page.meta.rendered_at) {
-                self.log(
+                self.log_event(
                     Level::Info,
-                    &format!("not storing {page_key}: the stored page was rendered {} ms later", newer.meta.rendered_at - prepared.page.meta.rendered_at),
+                    "store_superseded",
+                    page_key,
+                    &format!("not storing: the stored page was rendered {} ms later", newer.meta.rendered_at - prepared.page.meta.rendered_at),
                 );
                 return true;
             }
@@ -165,10 +167,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 if let (Some(id), Some(IndexStep::Added(old))) = (page_id, index) {
                     self.remove_from_tag_index(id, &prepared.tags, old).await;
                 }
-                self.log(
+                self.log_event(
                     Level::Info,
+                    "stored",
+                    page_key,
                     &format!(
-                        "stored {page_key} (status {}, {} bytes, revalidate {}s)",
+                        "status {}, {} bytes, revalidate {}s",
                         prepared.page.meta.status,
                         prepared.page.body.len(),
                         prepared.page.meta.revalidate_s
@@ -177,7 +181,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 true
             }
             Err(e) => {
-                self.log(Level::Warn, &format!("storing {page_key} failed: {e}; the previous copy (if any) stays"));
+                self.log_event(Level::Warn, "store_failed", page_key, &format!("{e}; the previous copy (if any) stays"));
                 false
             }
         }
@@ -197,7 +201,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             },
             Ok(None) => return None,
             Err(e) => {
-                self.log(Level::Warn, &format!("re-reading {page_key} before writing failed: {e}"));
+                self.log_event(Level::Warn, "page_reread_failed", page_key, &format!("re-reading before writing failed: {e}"));
                 return None;
             }
         };

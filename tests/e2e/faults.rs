@@ -198,7 +198,8 @@ fn refused_origin_keeps_pages_then_recovers(s: &Suite) {
         assert_eq!((r.status, r.state()), (200, "STALE"), "{r:?}");
         assert_eq!(r.body, good.body, "the stored page, unchanged");
     };
-    let failed = format!("{p} failed (origin unreachable");
+    // One JSON object per line: {"level":"warn","event":"regenerate_failed","key":"p/1/<host><p>","reason":"origin unreachable: ..."}.
+    let failed = format!(r#"{p}","reason":"origin unreachable"#);
     let mut served = 0;
     poll("the refused regeneration to be logged", SHORT, || {
         expect_old(&s.get(p));
@@ -227,8 +228,12 @@ fn refused_origin_keeps_pages_then_recovers(s: &Suite) {
     // not once per request.
     let logged = s.log_lines(&failed);
     let attempts_allowed = 1 + outage.elapsed().as_secs() / 5;
-    let message = logged[0].split_once("edge-isr: ").map_or(logged[0].as_str(), |(_, m)| m);
-    let message = message.split('\u{1b}').next().unwrap_or_default(); // wrangler's colour codes
+    let line = logged[0].find('{').map_or(logged[0].as_str(), |i| &logged[0][i..]);
+    let line = line.split('\u{1b}').next().unwrap_or_default(); // wrangler's colour codes
+    let parsed: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("a log line is one JSON object ({e}): {line}"));
+    assert_eq!((parsed["level"].as_str(), parsed["event"].as_str()), (Some("warn"), Some("regenerate_failed")), "{line}");
+    assert!(parsed["key"].as_str().is_some_and(|k| k.starts_with("p/") && k.ends_with(p)), "{line}");
+    let message = parsed["reason"].as_str().unwrap_or_default();
     println!("    origin down: {served} stale answers in {:.1?}; logged: {message}", outage.elapsed());
     assert!(
         (1..=attempts_allowed).contains(&(logged.len() as u64)),

@@ -104,7 +104,7 @@ fn without_the_coordinator_b_keeps_its_own_kv(s: &Suite) {
         assert_eq!((r.state(), r.body.contains("content=v1")), ("HIT", true), "{r:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(b.log_lines("no coordinator bound").len(), 1, "said once: {:?}", b.log_lines("edge-isr:"));
+    assert_eq!(b.log_lines("no coordinator bound").len(), 1, "said once: {:?}", b.log_lines("\"level\""));
     let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("admin:{SECRET}")));
     let admin = s.send_at(&b, "GET", "/__isr/admin", &[("authorization", &auth)], None);
     assert!(admin.body.contains("KV only"), "the admin page says so: {}", admin.body);
