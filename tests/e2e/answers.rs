@@ -70,7 +70,7 @@ fn server_errors_keep_the_stale_page(s: &Suite) {
         s.revalidate(&json!({"tags": [tag]}));
         assert_eq!(s.get(&p).state(), "STALE");
         poll("the failed regeneration to be logged", SHORT, || {
-            (!s.log_lines(&format!("{p} failed (origin answered {status})")).is_empty()).then_some(())
+            (!s.log_events("regenerate_failed", &p, &format!("origin answered {status}")).is_empty()).then_some(())
         });
         for _ in 0..3 {
             let r = s.get(&p);

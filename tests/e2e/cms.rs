@@ -79,7 +79,7 @@ fn cms_failure_keeps_the_last_good_page(s: &Suite) {
         assert_eq!((r.status, title_of(&r.body)), (200, "Good"));
     }
     poll("the failed regeneration", Duration::from_secs(10), || (s.stats(&cms_path).failures >= 1).then_some(()));
-    poll("the failure logged", Duration::from_secs(10), || (!s.log_lines(&format!("regenerating p/1/127.0.0.1{path} failed")).is_empty()).then_some(()));
+    poll("the failure logged", Duration::from_secs(10), || (!s.log_events("regenerate_failed", &format!("p/1/127.0.0.1{path}"), "").is_empty()).then_some(()));
     let r = s.get(&path);
     assert_eq!((r.status, r.state(), title_of(&r.body)), (200, "STALE", "Good"));
     s.behave(&cms_path, json!({}));

@@ -128,7 +128,7 @@ fn failing_origin_keeps_the_old_page(s: &Suite) {
     }
     assert_eq!(s.stats(p).failures, 1, "backing off: no retry on every request");
     // wrangler writes its log a moment after the request that logged: poll for the line.
-    poll("the failure is logged", SHORT, || (!s.log_lines("regenerating").is_empty()).then_some(()));
+    poll("the failure is logged", SHORT, || (!s.log_events("regenerate_failed", "", "").is_empty()).then_some(()));
 }
 
 fn stalled_regeneration_keeps_the_old_page(s: &Suite) {
@@ -141,7 +141,7 @@ fn stalled_regeneration_keeps_the_old_page(s: &Suite) {
     let_age(Duration::from_millis(1100));
     assert_eq!(s.get(p).state(), "STALE");
     poll("the regeneration to time out", SHORT, || {
-        (!s.log_lines(&format!("{p} failed (origin did not answer")).is_empty()).then_some(())
+        (!s.log_events("regenerate_failed", p, "origin did not answer").is_empty()).then_some(())
     });
     let r = s.get(p);
     assert_eq!((r.status, r.body.as_str()), (200, good.body.as_str()));

@@ -342,6 +342,21 @@ impl Suite {
             .unwrap_or_default()
     }
 
+    /// The worker's log lines (one JSON object each) of `event` whose key ends with
+    /// `key_suffix` and whose reason starts with `reason_prefix`.
+    pub fn log_events(&self, event: &str, key_suffix: &str, reason_prefix: &str) -> Vec<serde_json::Value> {
+        self.log_lines(&format!(r#""event":"{event}""#))
+            .iter()
+            .filter_map(|l| {
+                // wrangler may wrap a warning or error in colour codes.
+                let json = l.get(l.find('{')?..)?.split('\u{1b}').next()?;
+                serde_json::from_str::<serde_json::Value>(json).ok()
+            })
+            .filter(|v| v["key"].as_str().unwrap_or_default().ends_with(key_suffix))
+            .filter(|v| v["reason"].as_str().unwrap_or_default().starts_with(reason_prefix))
+            .collect()
+    }
+
     /// Stops wrangler (and workerd), then the origin (if a test left one running, restarted or
     /// not), and removes the local KV state.
     pub fn stop(mut self) {
