@@ -14,9 +14,6 @@
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
 mod admin;
-mod admin_charts;
-mod admin_search;
-mod admin_stats;
 mod coordinate;
 pub mod backoff;
 pub mod cleanup;
@@ -60,7 +57,7 @@ use timing::Timing;
 pub use invalidate::InvalidationOutcome;
 pub use timing::SERVER_TIMING_HEADER;
 pub use admin::{Listing, PageRow, ADMIN_PATH};
-pub use admin_search::PageQuery;
+pub use admin::PageQuery;
 pub use produce::Hints;
 pub use render::RenderOutcome;
 pub use prerender::{params_from_listing, PrerenderJob, PrerenderReport, PRERENDER_BATCH};

@@ -8,8 +8,13 @@
 //! (a cross-site form cannot send `application/json`, and `Origin`/`Sec-Fetch-Site` are checked).
 //! With no secret configured the admin page is off.
 
-use super::admin_search::PageQuery;
-use super::Engine;
+mod charts;
+mod history;
+mod search;
+
+pub use search::PageQuery;
+
+use crate::engine::Engine;
 use crate::rules::freshness::{freshness_within, Freshness};
 use crate::http::{Request, Response};
 use crate::store::layout;
@@ -136,7 +141,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// The stored pages `query` asks for (up to [`ADMIN_PAGE_LIMIT`]) with their state and
     /// tags, and where the next ones start: two KV list calls (a tag search also reads each
-    /// page's state, see [`super::admin_search`]).
+    /// page's state, see [`search`]).
     pub async fn page_rows(&self, query: &PageQuery, host: &str) -> Result<Listing, crate::store::StoreError> {
         let version = &self.config.cache_version;
         let now = self.clock.now_ms();

@@ -1,10 +1,10 @@
 //! The admin page's "last hour" section: every isolate's counters read from KV
-//! ([`super::stats`]) and this isolate's unwritten ones, summed per slot and drawn
-//! ([`super::admin_charts`]).
+//! ([`crate::engine::stats`]) and this isolate's unwritten ones, summed per slot and drawn
+//! ([`super::charts`]).
 
-use super::admin_charts::hour_charts;
-use super::stats::{hour_slots, Counters};
-use super::Engine;
+use super::charts::hour_charts;
+use crate::engine::stats::{hour_slots, Counters};
+use crate::engine::Engine;
 use crate::runtime::origin::Origin;
 use crate::store::KvStore;
 

@@ -3,7 +3,7 @@
 //! `admin.html` only writes them into `<svg>` elements (escaped like any value), so the page
 //! needs no script and no front-end framework to show them.
 
-use super::stats::Counters;
+use crate::engine::stats::Counters;
 use serde::Serialize;
 
 const WIDTH: f64 = 480.0;
@@ -97,7 +97,7 @@ pub struct Tick {
 }
 
 /// The four charts of the admin page, from the hour's slots (oldest first, see
-/// [`super::stats::hour_slots`]) of `slot_s` seconds each.
+/// [`crate::engine::stats::hour_slots`]) of `slot_s` seconds each.
 pub fn hour_charts(slots: &[Counters], slot_s: u64) -> Vec<Chart> {
     let per = if slot_s == 60 { "per minute".to_string() } else { format!("per {} min", slot_s / 60) };
     let renders: u64 = slots.iter().map(|s| s.renders).sum();

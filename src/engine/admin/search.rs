@@ -2,8 +2,8 @@
 //! carrying a tag (through the tag index), a page of at most 1,000 at a time with KV's list
 //! cursor to go on.
 
-use super::admin::ADMIN_PAGE_LIMIT;
-use super::Engine;
+use super::ADMIN_PAGE_LIMIT;
+use crate::engine::Engine;
 use crate::runtime::origin::Origin;
 use crate::store::{layout, KvStore, ListedKey, StoreError};
 
