@@ -566,7 +566,7 @@ async function main() {
     "constant (JS)": dryRun("constant", path.join(BENCH, "constant/wrangler.toml")),
   };
   for (const p of peerStarted) results.bundle[`${p.key} (peer)`] = dryRun(p.key, path.join(PEER_DIR, p.config), peerOpts());
-  const wasm = fs.readFileSync(path.join(ROOT, "build/index_bg.wasm"));
+  const wasm = fs.readFileSync(path.join(ROOT, "build/worker/index.wasm"));
   const { gzipSync } = await import("node:zlib");
   results.bundle.wasm = { bytes: wasm.length, gzip9: gzipSync(wasm, { level: 9 }).length };
 

@@ -53,6 +53,34 @@ thread_local! {
     static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
     /// The site, built (templates compiled) on the isolate's first request.
     static SITE: RefCell<Option<Rc<Site>>> = const { RefCell::new(None) };
+    /// The bindings' parts of an engine, made once per `env` object (see [`Bindings`]).
+    static BINDINGS: RefCell<Option<Bindings>> = const { RefCell::new(None) };
+    /// Whether `E2E_PANIC_ROUTE` is `1` (read with the configuration): see [`E2E_PANIC_PATH`].
+    static PANIC_ROUTE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A path that panics, for the e2e suite's test of the entry point's crash recovery
+/// (`src/cloudflare/shim.mjs`). It exists only when the variable `E2E_PANIC_ROUTE` is `1`, which
+/// only the e2e suite sets (never `wrangler.toml`); otherwise the path is a page like any other.
+pub const E2E_PANIC_PATH: &str = "/__e2e/panic";
+
+/// The engine's parts that come from `env` and live as long as it: the KV namespace and the
+/// queue. Workers hands every request of an isolate the same `env` object, so they are looked
+/// up once; they are kept with the `env` they came from and looked up again if another one
+/// arrives (one identity comparison per request instead of two property lookups and two
+/// allocations).
+struct Bindings {
+    env: wasm_bindgen::JsValue,
+    kv: Rc<kv::WorkersKv>,
+    jobs: Option<Rc<dyn crate::engine::jobs::JobQueue>>,
+}
+
+/// The panic hook of a worker built on edge-isr's entry point (`src/cloudflare/shim.mjs`): logs
+/// the panic (`console_error_panic_hook`), then schedules wasm-bindgen's reinit, because a panic
+/// aborts and traps this wasm instance: the next request runs on a new one.
+pub fn panic_hook(info: &std::panic::PanicHookInfo<'_>) {
+    console_error_panic_hook::hook(info);
+    wasm_bindgen::handler::schedule_reinit();
 }
 
 /// The worker's `fetch` handler: answers one request with the engine serving `make_site`'s
@@ -70,6 +98,15 @@ pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: C
 
 async fn handle<E: std::fmt::Display>(req: web_sys::Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
     let engine = build_engine(env, WaitUntil::Request(ctx), make_site)?;
+    if PANIC_ROUTE.get() && req.url().ends_with(E2E_PANIC_PATH) {
+        // With the isolate's bindings borrowed, as a real panic in the middle of an update
+        // leaves state behind (a panic aborts: nothing unwinds): on the same instance, every
+        // later request would fail.
+        BINDINGS.with(|b| {
+            let _held = b.borrow_mut();
+            panic!("{E2E_PANIC_PATH}: the panic E2E_PANIC_ROUTE=1 asks for");
+        });
+    }
     let request = convert::from_web_request(req).await?;
     Ok(engine.handle(request).await)
 }
@@ -129,17 +166,17 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
     let config = match CONFIG.with(|c| c.borrow().clone()) {
         Some(config) => config,
         None => {
-            let config = Rc::new(Config::from_vars(lookup).map_err(|e| e.to_string())?);
+            let config = Rc::new(Config::from_vars(&lookup).map_err(|e| e.to_string())?);
+            PANIC_ROUTE.set(lookup("E2E_PANIC_ROUTE").as_deref() == Some("1"));
             CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
             config
         }
     };
-    let binding = js::get(env.as_ref(), PAGES_BINDING).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
-    let kv = kv::WorkersKv::new(binding).map_err(|e| format!("KV binding {PAGES_BINDING}: {e} (see wrangler.toml)"))?;
+    let (kv, jobs) = isolate_bindings(env)?;
     let site = isolate_site_with(make_site)?;
     let engine = Engine::new(
         config,
-        Rc::new(kv),
+        kv,
         Rc::new(origin::FetchOrigin),
         Rc::new(runtime::WorkersClock),
         Rc::new(background),
@@ -147,10 +184,29 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
         ISOLATE.with(Rc::clone),
     )
     .with_site(site);
-    Ok(match js::get(env.as_ref(), jobs::QUEUE_BINDING) {
-        Ok(queue) if queue.is_object() => engine.with_jobs(Rc::new(jobs::WorkersQueue::new(queue))),
-        _ => engine,
+    Ok(match jobs {
+        Some(jobs) => engine.with_jobs(jobs),
+        None => engine,
     })
+}
+
+type BindingParts = (Rc<kv::WorkersKv>, Option<Rc<dyn crate::engine::jobs::JobQueue>>);
+
+/// The KV namespace and the queue of `env`, looked up on the first request that brings this
+/// `env` object (see [`Bindings`]).
+fn isolate_bindings(env: &Env) -> std::result::Result<BindingParts, String> {
+    let env = env.as_ref();
+    if let Some(parts) = BINDINGS.with(|b| b.borrow().as_ref().filter(|b| &b.env == env).map(|b| (b.kv.clone(), b.jobs.clone()))) {
+        return Ok(parts);
+    }
+    let binding = js::get(env, PAGES_BINDING).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+    let kv = Rc::new(kv::WorkersKv::new(binding).map_err(|e| format!("KV binding {PAGES_BINDING}: {e} (see wrangler.toml)"))?);
+    let jobs: Option<Rc<dyn crate::engine::jobs::JobQueue>> = match js::get(env, jobs::QUEUE_BINDING) {
+        Ok(queue) if queue.is_object() => Some(Rc::new(jobs::WorkersQueue::new(queue))),
+        _ => None,
+    };
+    BINDINGS.with(|b| *b.borrow_mut() = Some(Bindings { env: env.clone(), kv: kv.clone(), jobs: jobs.clone() }));
+    Ok((kv, jobs))
 }
 
 fn isolate_site_with<E: std::fmt::Display>(make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Rc<Site>, String> {
@@ -169,7 +225,7 @@ mod entry {
 
     #[event(start)]
     fn start() {
-        console_error_panic_hook::set_once();
+        std::panic::set_hook(Box::new(super::panic_hook));
     }
 
     #[event(fetch)]
