@@ -36,7 +36,7 @@ use crate::rules::config::Config;
 use crate::engine::{Engine, Isolate};
 use crate::http::Response as CoreResponse;
 use crate::engine::jobs::Job;
-use crate::site::Site;
+use crate::site::{LazySite, Route, Site};
 use runtime::WaitUntil;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -51,8 +51,9 @@ thread_local! {
     /// The configuration, read from `[vars]` and secrets on the isolate's first request (they
     /// cannot change during an isolate's life: a new deployment starts new isolates).
     static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
-    /// The site, built (templates compiled) on the isolate's first request.
-    static SITE: RefCell<Option<Rc<Site>>> = const { RefCell::new(None) };
+    /// The site, made (templates compiled, `site.json` read) when a request first needs a
+    /// route: never for a HIT.
+    static SITE: RefCell<Option<Rc<LazySite>>> = const { RefCell::new(None) };
     /// The bindings' parts of an engine, made once per `env` object (see [`Bindings`]).
     static BINDINGS: RefCell<Option<Bindings>> = const { RefCell::new(None) };
     /// Whether `E2E_PANIC_ROUTE` is `1` (read with the configuration): see [`E2E_PANIC_PATH`].
@@ -85,7 +86,7 @@ pub fn panic_hook(info: &std::panic::PanicHookInfo<'_>) {
 
 /// The worker's `fetch` handler: answers one request with the engine serving `make_site`'s
 /// routes (a configuration error is a JSON 500, and logged).
-pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<web_sys::Response> {
+pub async fn fetch<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<web_sys::Response> {
     let answer = match handle(req, &env, ctx, make_site).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -96,7 +97,7 @@ pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: C
     Ok(convert::to_web_response(answer)?)
 }
 
-async fn handle<E: std::fmt::Display>(req: web_sys::Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
+async fn handle<E: std::fmt::Display + 'static>(req: web_sys::Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
     let engine = build_engine(env, WaitUntil::Request(ctx), make_site)?;
     if PANIC_ROUTE.get() && req.url().ends_with(E2E_PANIC_PATH) {
         // With the isolate's bindings borrowed, as a real panic in the middle of an update
@@ -113,7 +114,7 @@ async fn handle<E: std::fmt::Display>(req: web_sys::Request, env: &Env, ctx: Con
 
 /// The worker's `queue` handler: runs invalidation chunks and pre-render batches (one job per
 /// message, one message per invocation).
-pub async fn queue<E: std::fmt::Display>(batch: MessageBatch<String>, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<()> {
+pub async fn queue<E: std::fmt::Display + 'static>(batch: MessageBatch<String>, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<()> {
     let engine = build_engine(&env, WaitUntil::Request(ctx), make_site).map_err(worker::Error::RustError)?;
     // Raw bodies: each is the job's JSON text (see `jobs`), read without serde-wasm-bindgen.
     for message in batch.raw_iter() {
@@ -137,7 +138,7 @@ pub async fn queue<E: std::fmt::Display>(batch: MessageBatch<String>, env: Env, 
 
 /// The worker's `scheduled` handler (`[triggers] crons`): pre-renders the static pages of the
 /// first `CACHE_HOSTS` host.
-pub async fn scheduled<E: std::fmt::Display>(event: ScheduledEvent, env: Env, ctx: ScheduleContext, make_site: fn() -> std::result::Result<Site, E>) {
+pub async fn scheduled<E: std::fmt::Display + 'static>(event: ScheduledEvent, env: Env, ctx: ScheduleContext, make_site: fn() -> std::result::Result<Site, E>) {
     let engine = match build_engine(&env, WaitUntil::Scheduled(ctx), make_site) {
         Ok(e) => e,
         Err(e) => return worker::console_error!("edge-isr: {e}"),
@@ -155,7 +156,7 @@ fn engine_host(env: &Env) -> Option<String> {
 }
 
 /// The engine on this invocation's bindings and the isolate's shared state.
-fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Engine<kv::WorkersKv, origin::FetchOrigin>, String> {
+fn build_engine<E: std::fmt::Display + 'static>(env: &Env, background: WaitUntil, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Engine<kv::WorkersKv, origin::FetchOrigin>, String> {
     // `[vars]` entries and secrets (REVALIDATE_SECRET) are both string bindings on `env`.
     let lookup = |name: &str| {
         env.var(name)
@@ -173,7 +174,7 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
         }
     };
     let (kv, jobs) = isolate_bindings(env)?;
-    let site = isolate_site_with(make_site)?;
+    let site = isolate_site_with(make_site);
     let engine = Engine::new(
         config,
         kv,
@@ -183,7 +184,7 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
         Rc::new(runtime::ConsoleLogger),
         ISOLATE.with(Rc::clone),
     )
-    .with_site(site);
+    .with_lazy_site(site);
     Ok(match jobs {
         Some(jobs) => engine.with_jobs(jobs),
         None => engine,
@@ -209,13 +210,26 @@ fn isolate_bindings(env: &Env) -> std::result::Result<BindingParts, String> {
     Ok((kv, jobs))
 }
 
-fn isolate_site_with<E: std::fmt::Display>(make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Rc<Site>, String> {
+/// The isolate's site, made by `make_site` when first used. A site that cannot be made is
+/// logged, and every page that needs rendering answers the error page (500, never stored);
+/// stored pages are still served.
+fn isolate_site_with<E: std::fmt::Display + 'static>(make_site: fn() -> std::result::Result<Site, E>) -> Rc<LazySite> {
     if let Some(site) = SITE.with(|s| s.borrow().clone()) {
-        return Ok(site);
+        return site;
     }
-    let site = Rc::new(make_site().map_err(|e| format!("the site's configuration: {e}"))?);
+    let site = Rc::new(LazySite::new(move || match make_site() {
+        Ok(site) => Rc::new(site),
+        Err(e) => {
+            let problem = format!("the site's configuration: {e}");
+            worker::console_error!("edge-isr: {problem}");
+            Rc::new(Site::new().fallback(Route::render(move |_| {
+                let problem = problem.clone();
+                async move { Err(crate::site::RenderError::Template(problem)) }
+            })))
+        }
+    }));
     SITE.with(|s| *s.borrow_mut() = Some(site.clone()));
-    Ok(site)
+    site
 }
 
 /// This crate's own worker: the demo site of `src/app.rs` and `www/`.
