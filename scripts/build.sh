@@ -39,23 +39,34 @@ inputs_hash() {
     env | grep -E '^(RUSTFLAGS|CARGO_ENCODED_RUSTFLAGS|CARGO_PROFILE_[A-Z_]*|CARGO_BUILD_[A-Z_]*|CARGO_TARGET_DIR|CUSTOM_SHIM|NO_MINIFY|RUN_TO_COMPLETION|COREDUMP[A-Z_]*)=' | sort || true
   } | sha256sum | cut -d' ' -f1
 }
+# The entry point is edge-isr's own (src/cloudflare/shim.mjs: crash recovery without
+# worker-build's per-request Proxy objects); worker-build bundles it with wasm-bindgen's glue
+# into build/worker/shim.mjs, beside build/worker/index.wasm. (Without CUSTOM_SHIM, worker-build
+# 0.8 writes its default entry to build/index.js + build/index_bg.wasm instead.)
+export CUSTOM_SHIM="$EDGE_ISR_ROOT/src/cloudflare/shim.mjs"
+wasm=build/worker/index.wasm
 stamp=build/.edge-isr-inputs
 hash="$(inputs_hash "$@")"
-if [ "${EDGE_ISR_FORCE_BUILD:-}" != 1 ] && [ -f build/worker/shim.mjs ] && [ -f build/index_bg.wasm ] \
+if [ "${EDGE_ISR_FORCE_BUILD:-}" != 1 ] && [ -f build/worker/shim.mjs ] && [ -f "$wasm" ] \
    && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$hash" ]; then
   say "up to date (sources, Cargo files and tools unchanged; EDGE_ISR_FORCE_BUILD=1 to rebuild)"
 else
   rm -f "$stamp"
   "$EDGE_ISR_TOOLS/bin/worker-build" --release "$@"
+  # What the default entry left behind, were it built here before.
+  rm -f build/index.js build/index_bg.wasm
   printf '%s\n' "$hash" > "$stamp"
 fi
 
-# worker-build 0.8 writes build/index.js + build/index_bg.wasm (shim.mjs re-exports index.js).
-wasm=build/index_bg.wasm
-[ -f "$wasm" ] || wasm="$(find build -maxdepth 2 -name '*.wasm' -print -quit)"
-if [ -z "$wasm" ] || [ ! -f build/worker/shim.mjs ]; then
-  die "worker-build finished but build/worker/shim.mjs or the .wasm is missing"
+if [ ! -f "$wasm" ] || [ ! -f build/worker/shim.mjs ]; then
+  die "worker-build finished but build/worker/shim.mjs or $wasm is missing"
 fi
+# The entry point's crash recovery is wasm-bindgen's reinit, which re-creates the instance from
+# the globals the entry point defines (see src/cloudflare/shim.mjs): check that the glue still
+# reads them, so that a wasm-bindgen update that changes this fails here, not at the first panic.
+grep -q 'wasmInstance=new WebAssembly.Instance(wasmModule,__wbg_get_imports())' build/worker/shim.mjs \
+  && grep -q '__wbg___wbindgen_reinit_' build/worker/shim.mjs \
+  || die "wasm-bindgen's glue no longer re-creates the instance the way src/cloudflare/shim.mjs expects: see that file"
 size=$(wc -c < "$wasm")
 gz=$(gzip -9 -c "$wasm" | wc -c)
 say "$wasm: $((size / 1024)) KiB, gzip -9 $((gz / 1024)) KiB"

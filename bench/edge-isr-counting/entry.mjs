@@ -115,8 +115,8 @@ export default {
     records.set(id, rec);
     if (records.size > 10000) records.delete(records.keys().next().value);
     const counters = [rec, total];
-    const worker = new EdgeIsr(wrapCtx(ctx, counters), wrapEnv(env, counters));
-    const response = await worker.fetch(request);
+    // edge-isr's entry (src/cloudflare/shim.mjs) is a plain object of handlers.
+    const response = await EdgeIsr.fetch(request, wrapEnv(env, counters), wrapCtx(ctx, counters));
     // What the visitor's part cost (the response is out; the rest is waitUntil work).
     rec.before_response = Object.fromEntries(KINDS.map((k) => [k, rec[k]]));
     const out = new Response(response.body, response);
@@ -125,7 +125,6 @@ export default {
   },
   async queue(batch, env, ctx) {
     const counters = [total];
-    const worker = new EdgeIsr(wrapCtx(ctx, counters), wrapEnv(env, counters));
-    return worker.queue(batch);
+    return EdgeIsr.queue(batch, wrapEnv(env, counters), wrapCtx(ctx, counters));
   },
 };

@@ -39,7 +39,7 @@ use crate::rules::config::Config;
 use crate::engine::{Engine, Isolate};
 use crate::http::Response as CoreResponse;
 use crate::engine::jobs::Job;
-use crate::site::Site;
+use crate::site::{LazySite, Route, Site};
 use crate::runtime::log::{Level, Logger};
 pub use coordinator::Coordinator;
 use runtime::WaitUntil;
@@ -61,11 +61,41 @@ thread_local! {
     /// The configuration, read from `[vars]` and secrets on the isolate's first request (they
     /// cannot change during an isolate's life: a new deployment starts new isolates).
     static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
-    /// The site, built (templates compiled) on the isolate's first request.
-    static SITE: RefCell<Option<Rc<Site>>> = const { RefCell::new(None) };
+    /// The site, made (templates compiled, `site.json` read) when a request first needs a
+    /// route: never for a HIT.
+    static SITE: RefCell<Option<Rc<LazySite>>> = const { RefCell::new(None) };
+    /// The bindings' parts of an engine, made once per `env` object (see [`Bindings`]).
+    static BINDINGS: RefCell<Option<Bindings>> = const { RefCell::new(None) };
+    /// Whether `E2E_PANIC_ROUTE` is `1` (read with the configuration): see [`E2E_PANIC_PATH`].
+    static PANIC_ROUTE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// TEST DOUBLE only (`WORKERS_CACHE_TEST_DOUBLE`): the recorder's rate limit, per isolate.
     static RECORDER_LIMITS: Rc<crate::tier::double::RecorderLimits> =
         crate::tier::double::RecorderLimits::new(crate::tier::purge::TokenBucket::workers_cache(worker::Date::now().as_millis()));
+}
+
+/// A path that panics, for the e2e suite's test of the entry point's crash recovery
+/// (`src/cloudflare/shim.mjs`). It exists only when the variable `E2E_PANIC_ROUTE` is `1`, which
+/// only the e2e suite sets (never `wrangler.toml`); otherwise the path is a page like any other.
+pub const E2E_PANIC_PATH: &str = "/__e2e/panic";
+
+/// The engine's parts that come from `env` and live as long as it: the KV namespace, the queue
+/// and the coordinator. Workers hands every request of an isolate the same `env` object, so they
+/// are looked up once; they are kept with the `env` they came from and looked up again if
+/// another one arrives (one identity comparison per request instead of property lookups and
+/// allocations).
+struct Bindings {
+    env: wasm_bindgen::JsValue,
+    kv: Rc<kv::WorkersKv>,
+    jobs: Option<Rc<dyn crate::engine::jobs::JobQueue>>,
+    coordinator: Option<Rc<dyn crate::coordination::coordinator::Coordinator>>,
+}
+
+/// The panic hook of a worker built on edge-isr's entry point (`src/cloudflare/shim.mjs`): logs
+/// the panic (`console_error_panic_hook`), then schedules wasm-bindgen's reinit, because a panic
+/// aborts and traps this wasm instance: the next request runs on a new one.
+pub fn panic_hook(info: &std::panic::PanicHookInfo<'_>) {
+    console_error_panic_hook::hook(info);
+    wasm_bindgen::handler::schedule_reinit();
 }
 
 /// One JSON log line from the adapter itself (see [`runtime::ConsoleLogger`]).
@@ -75,7 +105,7 @@ fn log(level: Level, event: &str, key: &str, reason: &str) {
 
 /// The worker's `fetch` handler: answers one request with the engine serving `make_site`'s
 /// routes (a configuration error is a JSON 500, and logged).
-pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<web_sys::Response> {
+pub async fn fetch<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<web_sys::Response> {
     let answer = match handle(req, &env, ctx, make_site).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -86,8 +116,17 @@ pub async fn fetch<E: std::fmt::Display>(req: web_sys::Request, env: Env, ctx: C
     Ok(convert::to_web_response(answer)?)
 }
 
-async fn handle<E: std::fmt::Display>(req: web_sys::Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
+async fn handle<E: std::fmt::Display + 'static>(req: web_sys::Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
     let engine = build_engine(env, WaitUntil::Request(ctx), make_site)?;
+    if PANIC_ROUTE.get() && req.url().ends_with(E2E_PANIC_PATH) {
+        // With the isolate's bindings borrowed, as a real panic in the middle of an update
+        // leaves state behind (a panic aborts: nothing unwinds): on the same instance, every
+        // later request would fail.
+        BINDINGS.with(|b| {
+            let _held = b.borrow_mut();
+            panic!("{E2E_PANIC_PATH}: the panic E2E_PANIC_ROUTE=1 asks for");
+        });
+    }
     let raw = Clone::clone(&req); // the same JavaScript object (not Request.clone(), which tees the body)
     let request = convert::from_web_request(req).await?;
     let answer = engine.handle(request).await;
@@ -101,7 +140,7 @@ async fn handle<E: std::fmt::Display>(req: web_sys::Request, env: &Env, ctx: Con
 
 /// The worker's `queue` handler: runs invalidation chunks and pre-render batches (one job per
 /// message, one message per invocation).
-pub async fn queue<E: std::fmt::Display>(batch: MessageBatch<String>, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<()> {
+pub async fn queue<E: std::fmt::Display + 'static>(batch: MessageBatch<String>, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<()> {
     let engine = build_engine(&env, WaitUntil::Request(ctx), make_site).map_err(worker::Error::RustError)?;
     // Raw bodies: each is the job's JSON text (see `jobs`), read without serde-wasm-bindgen.
     // Each message is acknowledged or retried on its own: a job that could not finish is
@@ -131,7 +170,7 @@ pub async fn queue<E: std::fmt::Display>(batch: MessageBatch<String>, env: Env, 
 
 /// The worker's `scheduled` handler (`[triggers] crons`): deletes what retired cache versions
 /// left in KV, and pre-renders the static pages of the first `CACHE_HOSTS` host.
-pub async fn scheduled<E: std::fmt::Display>(event: ScheduledEvent, env: Env, ctx: ScheduleContext, make_site: fn() -> std::result::Result<Site, E>) {
+pub async fn scheduled<E: std::fmt::Display + 'static>(event: ScheduledEvent, env: Env, ctx: ScheduleContext, make_site: fn() -> std::result::Result<Site, E>) {
     let engine = match build_engine(&env, WaitUntil::Scheduled(ctx), make_site) {
         Ok(e) => e,
         Err(e) => return log(Level::Error, "cron_failed", &event.cron(), &e.to_string()),
@@ -153,7 +192,7 @@ fn engine_host(env: &Env) -> Option<String> {
 }
 
 /// The engine on this invocation's bindings and the isolate's shared state.
-fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Engine<kv::WorkersKv, service_origin::SiteOrigin>, String> {
+fn build_engine<E: std::fmt::Display + 'static>(env: &Env, background: WaitUntil, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Engine<kv::WorkersKv, service_origin::SiteOrigin>, String> {
     // `[vars]` entries and secrets (REVALIDATE_SECRET) are both string bindings on `env`.
     let lookup = |name: &str| {
         env.var(name)
@@ -164,16 +203,15 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
     let config = match CONFIG.with(|c| c.borrow().clone()) {
         Some(config) => config,
         None => {
-            let config = Rc::new(Config::from_vars(lookup).map_err(|e| e.to_string())?);
+            let config = Rc::new(Config::from_vars(&lookup).map_err(|e| e.to_string())?);
+            PANIC_ROUTE.set(lookup("E2E_PANIC_ROUTE").as_deref() == Some("1"));
             CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
             config
         }
     };
-    let binding = js::get(env.as_ref(), PAGES_BINDING).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
-    let kv = kv::WorkersKv::new(binding).map_err(|e| format!("KV binding {PAGES_BINDING}: {e} (see wrangler.toml)"))?;
-    let site = isolate_site_with(make_site)?;
+    let (kv, jobs, coordinator) = isolate_bindings(env)?;
+    let site = isolate_site_with(make_site);
     let service = config.origin_service.as_deref().map(|name| service_origin::ServiceOrigin::from_env(env, name)).transpose()?;
-    let kv = Rc::new(kv);
     let purger: Option<Rc<dyn crate::tier::send::CachePurger>> = match (&background, config.workers_cache) {
         (_, false) => None,
         // TEST DOUBLE: the local runtime has no ctx.cache; the e2e suite reads what would have been purged.
@@ -194,29 +232,74 @@ fn build_engine<E: std::fmt::Display>(env: &Env, background: WaitUntil, make_sit
         Rc::new(runtime::ConsoleLogger),
         ISOLATE.with(Rc::clone),
     )
-    .with_site(site);
+    .with_lazy_site(site);
     let engine = match purger {
         Some(p) => engine.with_purger(p),
         None => engine,
     };
-    let engine = match js::get(env.as_ref(), coordinator::COORDINATOR_BINDING) {
-        Ok(namespace) if namespace.is_object() => engine.with_coordinator(Rc::new(coordinator::DurableCoordinator::new(namespace))),
+    let engine = match coordinator {
+        Some(c) => engine.with_coordinator(c),
         // Without it the engine runs on KV alone, and says so once per isolate.
-        _ => engine,
+        None => engine,
     };
-    Ok(match js::get(env.as_ref(), jobs::QUEUE_BINDING) {
-        Ok(queue) if queue.is_object() => engine.with_jobs(Rc::new(jobs::WorkersQueue::new(queue))),
-        _ => engine,
+    Ok(match jobs {
+        Some(jobs) => engine.with_jobs(jobs),
+        None => engine,
     })
 }
 
-fn isolate_site_with<E: std::fmt::Display>(make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<Rc<Site>, String> {
-    if let Some(site) = SITE.with(|s| s.borrow().clone()) {
-        return Ok(site);
+type BindingParts = (
+    Rc<kv::WorkersKv>,
+    Option<Rc<dyn crate::engine::jobs::JobQueue>>,
+    Option<Rc<dyn crate::coordination::coordinator::Coordinator>>,
+);
+
+/// The KV namespace, the queue and the coordinator of `env`, looked up on the first request that
+/// brings this `env` object (see [`Bindings`]).
+fn isolate_bindings(env: &Env) -> std::result::Result<BindingParts, String> {
+    let env = env.as_ref();
+    let cached = BINDINGS.with(|b| b.borrow().as_ref().filter(|b| &b.env == env).map(|b| (b.kv.clone(), b.jobs.clone(), b.coordinator.clone())));
+    if let Some(parts) = cached {
+        return Ok(parts);
     }
-    let site = Rc::new(make_site().map_err(|e| format!("the site's configuration: {e}"))?);
+    let binding = js::get(env, PAGES_BINDING).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+    let kv = Rc::new(kv::WorkersKv::new(binding).map_err(|e| format!("KV binding {PAGES_BINDING}: {e} (see wrangler.toml)"))?);
+    let jobs: Option<Rc<dyn crate::engine::jobs::JobQueue>> = match js::get(env, jobs::QUEUE_BINDING) {
+        Ok(queue) if queue.is_object() => Some(Rc::new(jobs::WorkersQueue::new(queue))),
+        _ => None,
+    };
+    let coordinator: Option<Rc<dyn crate::coordination::coordinator::Coordinator>> = match js::get(env, coordinator::COORDINATOR_BINDING) {
+        Ok(namespace) if namespace.is_object() => Some(Rc::new(coordinator::DurableCoordinator::new(namespace))),
+        _ => None,
+    };
+    BINDINGS.with(|b| {
+        *b.borrow_mut() = Some(Bindings {
+            env: env.clone(),
+            kv: kv.clone(),
+            jobs: jobs.clone(),
+            coordinator: coordinator.clone(),
+        })
+    });
+    Ok((kv, jobs, coordinator))
+}
+
+fn isolate_site_with<E: std::fmt::Display + 'static>(make_site: fn() -> std::result::Result<Site, E>) -> Rc<LazySite> {
+    if let Some(site) = SITE.with(|s| s.borrow().clone()) {
+        return site;
+    }
+    let site = Rc::new(LazySite::new(move || match make_site() {
+        Ok(site) => Rc::new(site),
+        Err(e) => {
+            let problem = format!("the site's configuration: {e}");
+            log(Level::Error, "site_config_failed", "", &problem);
+            Rc::new(Site::new().fallback(Route::render(move |_| {
+                let problem = problem.clone();
+                async move { Err(crate::site::RenderError::Template(problem)) }
+            })))
+        }
+    }));
     SITE.with(|s| *s.borrow_mut() = Some(site.clone()));
-    Ok(site)
+    site
 }
 
 /// This crate's own worker: the demo site of `src/app.rs` and `www/`.
@@ -226,7 +309,7 @@ mod entry {
 
     #[event(start)]
     fn start() {
-        console_error_panic_hook::set_once();
+        std::panic::set_hook(Box::new(super::panic_hook));
     }
 
     #[event(fetch)]

@@ -44,7 +44,7 @@ use crate::runtime::log::{Level, Logger};
 use crate::rules::meta::{PageMeta, StoredPage};
 use crate::runtime::origin::{Origin, OriginError};
 use crate::rules::policy::{self, RequestDecision};
-use crate::site::{Renderer, Site};
+use crate::site::{LazySite, Renderer, Site};
 use crate::rules::state::{BypassReason, CacheState};
 use crate::store::{KvStore, StoreError, StoredValue};
 use crate::coordination::cache::LogCache;
@@ -127,7 +127,7 @@ pub struct Engine<S, O> {
     pub(crate) logger: Rc<dyn Logger>,
     pub(crate) isolate: Rc<Isolate>,
     pub(crate) jobs: Option<Rc<dyn JobQueue>>,
-    pub(crate) site: Rc<Site>,
+    pub(crate) site: Rc<LazySite>,
     pub(crate) purger: Option<tier::SharedPurger>,
     pub(crate) coordinator: Option<Rc<dyn Coordinator>>,
 }
@@ -170,7 +170,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             logger,
             isolate,
             jobs: None,
-            site: Rc::new(Site::new()),
+            site: Rc::new(LazySite::ready(Rc::new(Site::new()))),
             purger: None,
             coordinator: None,
         }
@@ -178,6 +178,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Renders pages with `site`'s routes (by default every path is proxied to `ORIGIN_URL`).
     pub fn with_site(mut self, site: Rc<Site>) -> Self {
+        self.site = Rc::new(LazySite::ready(site));
+        self
+    }
+
+    /// [`Engine::with_site`] with a site made on its first use (not by a HIT).
+    pub fn with_lazy_site(mut self, site: Rc<LazySite>) -> Self {
         self.site = site;
         self
     }

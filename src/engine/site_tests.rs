@@ -334,3 +334,36 @@ fn render_functions_build_data_urls_with_cx_url() {
         assert_eq!(b.origin.request_count(), 1);
     });
 }
+
+#[test]
+fn a_hit_never_makes_a_lazy_site_and_a_miss_does() {
+    let b = cms_bench();
+    b.origin.reply("/api/posts/lazy", Reply::Json(r#"{"title": "Lazy"}"#.into()));
+    let made = Rc::new(std::cell::Cell::new(0));
+    let lazy = || {
+        let made = made.clone();
+        Rc::new(crate::site::LazySite::new(move || {
+            made.set(made.get() + 1);
+            Rc::new(Site::new().with_config(SITE, templates()).unwrap())
+        }))
+    };
+    let get = |site: Rc<crate::site::LazySite>, path: &str| {
+        b.kv.begin_invocation();
+        let engine = b.engine().with_lazy_site(site);
+        let req = Request::new("GET", &format!("https://site.test{path}"));
+        async move { engine.handle(req).await }
+    };
+    block_on(async {
+        let first = lazy();
+        let miss = get(first.clone(), "/blog/lazy").await;
+        assert_eq!(cache_state(&miss), "MISS");
+        assert!(first.is_made(), "a MISS renders: the site is made");
+        b.run_background().await;
+        // A fresh isolate whose first request is a HIT.
+        let fresh = lazy();
+        let hit = get(fresh.clone(), "/blog/lazy").await;
+        assert_eq!((cache_state(&hit), body(&hit).as_str()), ("HIT", "<h1>Lazy</h1>"));
+        assert!(!fresh.is_made(), "a HIT needs no route");
+        assert_eq!(made.get(), 1);
+    });
+}

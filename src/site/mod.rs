@@ -197,6 +197,39 @@ impl Default for Site {
     }
 }
 
+/// A site made on its first use: a HIT answers from the store without looking at any route, so
+/// a worker whose first requests are HITs never compiles the site's templates nor parses its
+/// configuration (the cold start of a fresh isolate; see BENCHMARKS.md). Reads as a [`Site`].
+pub struct LazySite {
+    site: std::cell::OnceCell<Rc<Site>>,
+    make: Box<dyn Fn() -> Rc<Site>>,
+}
+
+impl LazySite {
+    /// A site made by `make` when it is first used.
+    pub fn new(make: impl Fn() -> Rc<Site> + 'static) -> LazySite {
+        LazySite { site: std::cell::OnceCell::new(), make: Box::new(make) }
+    }
+
+    /// A site already made.
+    pub fn ready(site: Rc<Site>) -> LazySite {
+        LazySite { site: std::cell::OnceCell::from(site), make: Box::new(|| Rc::new(Site::new())) }
+    }
+
+    /// Whether the site has been made.
+    pub fn is_made(&self) -> bool {
+        self.site.get().is_some()
+    }
+}
+
+impl std::ops::Deref for LazySite {
+    type Target = Site;
+
+    fn deref(&self) -> &Site {
+        self.site.get_or_init(|| (self.make)())
+    }
+}
+
 /// A path matched to its route.
 pub struct Matched<'a> {
     /// The route (the fallback when no pattern matched).
@@ -316,6 +349,22 @@ fn percent_decode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lazy_site_is_made_once_on_first_use() {
+        let made = Rc::new(std::cell::Cell::new(0));
+        let counter = made.clone();
+        let lazy = LazySite::new(move || {
+            counter.set(counter.get() + 1);
+            Rc::new(Site::new().route("/a/:x", Route::proxy()))
+        });
+        assert!(!lazy.is_made());
+        assert_eq!(made.get(), 0, "not made before it is used");
+        assert!(lazy.find("/a/1").is_some());
+        assert!(lazy.find("/a/2").is_some());
+        assert_eq!(made.get(), 1, "made once");
+        assert!(LazySite::ready(Rc::new(Site::new())).is_made());
+    }
 
     async fn page(_: RenderContext) -> Result<Page, RenderError> {
         Ok(Page::html("x"))

@@ -16,6 +16,7 @@ pub const TESTS: &[Test] = &[
     ("a_flipping_origin_never_replaces_the_good_page", a_flipping_origin_never_replaces_the_good_page),
     ("mixed_load_has_no_5xx_and_loses_no_page", mixed_load_has_no_5xx_and_loses_no_page),
     ("spoofed_hosts_neither_fragment_nor_poison", spoofed_hosts_neither_fragment_nor_poison),
+    ("a_panic_is_answered_and_the_next_requests_are_served", a_panic_is_answered_and_the_next_requests_are_served),
 ];
 
 /// Tests that stop the origin every test shares: `main` runs them after all the others.
@@ -35,6 +36,31 @@ fn spoofed_hosts_neither_fragment_nor_poison(s: &Suite) {
 }
 
 const SHORT: Duration = Duration::from_secs(10);
+
+/// A Rust panic traps the wasm instance; the entry point (src/cloudflare/shim.mjs) must answer
+/// the next requests on a new one. The suite runs the worker with `E2E_PANIC_ROUTE=1`, which
+/// makes `/__e2e/panic` panic (see `E2E_PANIC_PATH` in src/cloudflare/mod.rs).
+fn a_panic_is_answered_and_the_next_requests_are_served(s: &Suite) {
+    let p = "/e2e/panic/page";
+    assert_eq!(s.get(p).state(), "MISS");
+    poll("page stored", SHORT, || (s.get(p).state() == "HIT").then_some(()));
+    let t0 = Instant::now();
+    let crash = s.get("/__e2e/panic");
+    assert!(crash.status >= 500, "the panicking request gets an error answer: {crash:?}");
+    assert!(t0.elapsed() < SHORT, "and at once: {:?}", t0.elapsed());
+    poll("the panic in the log", SHORT, || (!s.log_lines("the panic E2E_PANIC_ROUTE=1 asks for").is_empty()).then_some(()));
+    for _ in 0..3 {
+        let hit = s.get(p);
+        assert_eq!((hit.status, hit.state()), (200, "HIT"), "a stored page after the panic: {hit:?}");
+    }
+    // A MISS after the panic: origin fetch, answer, and the write in the background, all on the
+    // new instance.
+    let fresh = "/e2e/panic/after";
+    let miss = s.get(fresh);
+    assert_eq!((miss.status, miss.state()), (200, "MISS"), "{miss:?}");
+    poll("the page rendered after the panic stored", SHORT, || (s.get(fresh).state() == "HIT").then_some(()));
+    assert_eq!(s.stats(fresh).renders, 1);
+}
 
 fn truncated_bodies_are_never_stored(s: &Suite) {
     // On a MISS there is nothing to fall back to: a clear gateway error, nothing stored.

@@ -22,6 +22,8 @@ pub const WORKER_VARS: &[(&str, &str)] = &[
     ("REVALIDATE_SECRET", SECRET),
     // The suite's worker answers for 127.0.0.1 only: any other Host is keyed as 127.0.0.1.
     ("CACHE_HOSTS", "127.0.0.1"),
+    // `/__e2e/panic` panics (the test of the entry point's crash recovery); never set elsewhere.
+    ("E2E_PANIC_ROUTE", "1"),
 ];
 
 /// Everything the tests talk to.
