@@ -31,29 +31,14 @@ mkdir -p "$WRANGLER_REGISTRY_PATH"
 
 say() { printf 'demo-locations: %s\n' "$*"; }
 die() { printf 'demo-locations: error: %s\n' "$*" >&2; exit 1; }
-answers() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true)" != 000 ]; }
+# shellcheck source=scripts/servers.sh
+source "$EDGE_ISR_ROOT/scripts/servers.sh"
 
 for url in "$origin_url" "$a_url" "$b_url"; do
   ! answers "$url" || die "something already answers on $url: stop it or move the ports (see the top of this script)"
 done
 
-pids=()
-cleanup() {
-  trap - EXIT INT TERM
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  for _ in $(seq 50); do
-    local alive=0
-    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-  say "stopped"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+edge_isr_stop_servers_on_exit
 
 wait_for() { # name url pid
   local deadline=$((SECONDS + 900))
@@ -68,7 +53,7 @@ wait_for() { # name url pid
 say "building and starting the test origin on $origin_url"
 setsid cargo run --quiet --release -p test-origin -- --addr "127.0.0.1:$origin_port" --content www/content \
   </dev/null > >(sed -u 's/^/[origin] /') 2>&1 &
-pids+=("$!")
+edge_isr_pids+=("$!")
 wait_for "the origin" "$origin_url" "$!"
 
 common=(--ip 127.0.0.1 --var "ORIGIN_URL:$origin_url" --var "CMS_URL:$origin_url"
@@ -77,15 +62,15 @@ common=(--ip 127.0.0.1 --var "ORIGIN_URL:$origin_url" --var "CMS_URL:$origin_url
 say "starting location A on $a_url (it builds the worker first; the coordinator lives here)"
 setsid wrangler dev "${common[@]}" --port "$a_port" --inspector-port "$a_inspector" "$@" \
   </dev/null > >(sed -u 's/^/[A] /') 2>&1 &
-pids+=("$!")
+edge_isr_pids+=("$!")
 wait_for "location A" "$a_url" "$!"
 
 say "starting location B on $b_url (own KV in .wrangler/location-b, A's coordinator)"
 setsid wrangler dev "${common[@]}" --env location-b --port "$b_port" --inspector-port "$b_inspector" \
   --persist-to .wrangler/location-b "$@" </dev/null > >(sed -u 's/^/[B] /') 2>&1 &
-pids+=("$!")
+edge_isr_pids+=("$!")
 wait_for "location B" "$b_url" "$!"
 
 say "ready: A $a_url, B $b_url, origin $origin_url. Try README's \"Two locations on one machine\". Ctrl-C stops all three."
-wait -n "${pids[@]}" || true
+wait -n "${edge_isr_pids[@]}" || true
 say "a server exited"

@@ -20,37 +20,19 @@ worker_url="http://127.0.0.1:$dev_port"
 say() { printf 'dev: %s\n' "$*"; }
 die() { printf 'dev: error: %s\n' "$*" >&2; exit 1; }
 
-# Any HTTP answer at all (even a 404/500) means the server is up.
-answers() { [ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true)" != 000 ]; }
+# shellcheck source=scripts/servers.sh
+source "$EDGE_ISR_ROOT/scripts/servers.sh"
 
 for url in "$origin_url" "$worker_url"; do
   ! answers "$url" || die "something already answers on $url: stop it or set EDGE_ISR_DEV_PORT / EDGE_ISR_ORIGIN_PORT"
 done
 
-# Each server runs in its own session/process group (setsid), so that cleanup can
-# signal the whole group: wrangler's workerd child and cargo's child go with it.
-pids=()
-cleanup() {
-  trap - EXIT INT TERM
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  for _ in $(seq 50); do
-    local alive=0
-    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-  say "stopped"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+edge_isr_stop_servers_on_exit
 
 say "building and starting the test origin on $origin_url"
 setsid cargo run --quiet --release -p test-origin -- --addr "127.0.0.1:$origin_port" --content www/content \
   </dev/null > >(sed -u 's/^/[origin] /') 2>&1 &
-pids+=("$!")
+edge_isr_pids+=("$!")
 origin_pid=$!
 
 # wrangler runs the [build] command from wrangler.toml (scripts/build.sh) before
@@ -59,7 +41,7 @@ say "starting wrangler dev on $worker_url (it builds the worker first)"
 setsid wrangler dev --ip 127.0.0.1 --port "$dev_port" --var "ORIGIN_URL:$origin_url" --var "CMS_URL:$origin_url" \
   --var "CACHE_HOSTS:127.0.0.1,localhost" --test-scheduled \
   --show-interactive-dev-session=false "$@" </dev/null &
-pids+=("$!")
+edge_isr_pids+=("$!")
 wrangler_pid=$!
 
 # First runs compile the origin and the worker in release mode: allow 15 minutes.
