@@ -462,3 +462,15 @@ pub fn cache_state(resp: &Response) -> &str {
 pub fn body(resp: &Response) -> String {
     String::from_utf8_lossy(&crate::store::memory::served_bytes(&resp.body)).into_owned()
 }
+
+/// The test configuration (`ORIGIN_URL` = `http://origin.test`, `REVALIDATE_SECRET` =
+/// `s3cret`) with `vars` set on top.
+pub fn config_with(vars: &[(&str, &str)]) -> Config {
+    let vars: Vec<(String, String)> = vars.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    Config::from_vars(move |name| match name {
+        "ORIGIN_URL" => Some("http://origin.test".to_string()),
+        "REVALIDATE_SECRET" => Some("s3cret".to_string()),
+        _ => vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+    })
+    .expect("valid test configuration")
+}

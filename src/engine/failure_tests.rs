@@ -1,7 +1,6 @@
 //! What the origin's answers do to stored pages and to the origin itself: pages the origin says
 //! are gone stop being served, stale-if-error has an end, and a failing origin is not hammered.
 
-use crate::rules::config::Config;
 use crate::store::layout;
 use crate::store::KvStore;
 use crate::testing::{body, cache_state, Bench, Reply};
@@ -16,15 +15,7 @@ async fn yield_once() {
     crate::runtime::clock::Clock::pause(&crate::runtime::clock::ManualClock::new(0)).await;
 }
 
-fn config(vars: &[(&str, &str)]) -> Config {
-    let vars: Vec<(String, String)> = vars.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    Config::from_vars(move |name| match name {
-        "ORIGIN_URL" => Some("http://origin.test".to_string()),
-        "REVALIDATE_SECRET" => Some("s3cret".to_string()),
-        _ => vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
-    })
-    .expect("valid test configuration")
-}
+use crate::testing::config_with as config;
 
 async fn is_stored(b: &Bench, path: &str) -> bool {
     let key = layout::page_key(&b.config.cache_version, &format!("site.test{path}"));

@@ -3,7 +3,6 @@
 //! against the model of the tier ([`crate::tier::model`]).
 
 use crate::http::{Request, Response};
-use crate::rules::config::Config;
 use crate::testing::{cache_state, Bench, Reply};
 use crate::tier::headers::{CACHE_TAG, TIER_CACHE_CONTROL, UNPURGEABLE_LIFETIME_S};
 use crate::tier::model::{ModelPurger, TierModel};
@@ -13,15 +12,7 @@ use crate::runtime::clock::Clock;
 use futures::executor::block_on;
 use std::rc::Rc;
 
-fn config(vars: &[(&str, &str)]) -> Config {
-    let vars: Vec<(String, String)> = vars.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-    Config::from_vars(move |name| match name {
-        "ORIGIN_URL" => Some("http://origin.test".to_string()),
-        "REVALIDATE_SECRET" => Some("s3cret".to_string()),
-        _ => vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
-    })
-    .expect("valid test configuration")
-}
+use crate::testing::config_with as config;
 
 fn webhook(body: serde_json::Value) -> Request {
     let mut req = Request::new("POST", "https://site.test/api/revalidate")
