@@ -128,3 +128,6 @@ export default {
     return EdgeIsr.queue(batch, wrapEnv(env, counters), wrapCtx(ctx, counters));
   },
 };
+
+// The coordinator's Durable Object class, which wrangler.toml binds (COORDINATOR).
+export { Coordinator } from "../../build/worker/shim.mjs";
