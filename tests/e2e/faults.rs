@@ -120,6 +120,8 @@ fn mixed_load_has_no_5xx_and_loses_no_page(s: &Suite) {
         assert_eq!(s.get(p).status, 200);
     }
     let run_for = Duration::from_secs(4);
+    const MIN_REQUESTS: u32 = 150;
+    const LOAD_DEADLINE: Duration = Duration::from_secs(40);
     let stop = AtomicBool::new(false);
     let (requests, server_errors, webhooks) = (AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0));
     let started = Instant::now();
@@ -161,7 +163,9 @@ fn mixed_load_has_no_5xx_and_loses_no_page(s: &Suite) {
                 std::thread::sleep(Duration::from_millis(300)); // pacing, not ordering
             }
         });
-        while started.elapsed() < run_for {
+        // At least `run_for`, and on a slow machine until enough requests ran (a count, not a
+        // rate: how fast this machine is is the bench's business), within a deadline.
+        while started.elapsed() < run_for || (requests.load(Ordering::Relaxed) < MIN_REQUESTS && started.elapsed() < LOAD_DEADLINE) {
             std::thread::sleep(Duration::from_millis(50));
         }
         stop.store(true, Ordering::Relaxed);
@@ -169,7 +173,7 @@ fn mixed_load_has_no_5xx_and_loses_no_page(s: &Suite) {
     let elapsed_s = started.elapsed().as_secs() as u32 + 1;
     let (total, errors, hooks) = (requests.into_inner(), server_errors.into_inner(), webhooks.into_inner());
     println!("    mixed load: {total} requests and {hooks} webhooks in {elapsed_s} s");
-    assert!(total > 100, "the load ran ({total} requests)");
+    assert!(total >= MIN_REQUESTS, "the load ran ({total} requests in {elapsed_s} s)");
     assert_eq!(errors, 0, "no 5xx and no broken page under load");
     // No page was lost: every page still answers with a whole page.
     for p in &pages {
