@@ -5,15 +5,10 @@ use crate::store::layout;
 use crate::store::KvStore;
 use crate::testing::{body, cache_state, Bench, Reply};
 use crate::http::Request;
-use futures::executor::{block_on, LocalPool};
-use futures::task::LocalSpawnExt;
-use std::cell::RefCell;
+use futures::executor::block_on;
 use std::rc::Rc;
 
-/// Lets the other tasks of the pool run once.
-async fn yield_once() {
-    crate::runtime::clock::Clock::pause(&crate::runtime::clock::ManualClock::new(0)).await;
-}
+use super::tests::three_visitors_at_once;
 
 use crate::testing::config_with as config;
 
@@ -194,32 +189,6 @@ fn an_expired_page_the_origin_says_is_gone_is_removed() {
     });
 }
 
-/// Three visitors share one MISS render while the origin holds its answer.
-fn three_visitors_at_once(b: &Rc<Bench>, path: &'static str) -> Vec<crate::http::Response> {
-    let gate = b.origin.hold();
-    let mut pool = LocalPool::new();
-    let results = Rc::new(RefCell::new(Vec::new()));
-    for _ in 0..3 {
-        let (b, results) = (b.clone(), results.clone());
-        pool.spawner()
-            .spawn_local(async move {
-                let r = b.get(path).await;
-                results.borrow_mut().push(r);
-            })
-            .unwrap();
-    }
-    pool.spawner()
-        .spawn_local(async move {
-            for _ in 0..200 {
-                yield_once().await;
-            }
-            gate.open();
-        })
-        .unwrap();
-    pool.run();
-    let out = results.borrow().clone();
-    out
-}
 
 #[test]
 fn visitors_sharing_a_failed_miss_do_not_each_call_the_origin() {
