@@ -479,13 +479,6 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         Response::json_error(status, message).with_header(CACHE_STATE_HEADER, CacheState::Miss.as_str())
     }
 
-    /// Logs a free-text line (event `message`, no key). Prefer [`Engine::log_event`]; this stays
-    /// for call sites not yet converted.
-    #[allow(dead_code)]
-    pub(crate) fn log(&self, level: Level, message: &str) {
-        self.logger.log(level, message);
-    }
-
     /// Logs `event` (snake_case: what happened) about `key` (a KV key, path or route pattern;
     /// "" for none) with `reason` (the details), as one JSON line.
     pub(crate) fn log_event(&self, level: Level, event: &str, key: &str, reason: &str) {
