@@ -78,27 +78,37 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// when it is too old (or a wait for the one another request started: a request cannot await
     /// another request's I/O on Workers, so it looks at it between short pauses).
     pub(crate) async fn sync_log(&self) {
-        if self.coordinator.is_none() {
+        if self.log_usable_now() {
             return;
+        }
+        let now = self.clock.now_ms();
+        let begun = self.isolate.log.borrow_mut().begin_refresh(now);
+        match begun {
+            Some(since) => self.refresh_log(now, since).await,
+            None => self.wait_for_refresh().await,
+        }
+    }
+
+    /// The half of [`Engine::sync_log`] that needs no await: whether a page may be checked
+    /// against the log copy now (starting a background refresh when the copy ages), or only
+    /// after `sync_log` (the copy is too old: [`LogState::HardStale`]).
+    pub(crate) fn log_usable_now(&self) -> bool {
+        if self.coordinator.is_none() {
+            return true;
         }
         let now = self.clock.now_ms();
         let state = self.isolate.log.borrow().state(now);
         match state {
-            LogState::Fresh | LogState::Unavailable => {}
+            LogState::Fresh | LogState::Unavailable => true,
             LogState::SoftStale => {
                 let begun = self.isolate.log.borrow_mut().begin_refresh(now);
                 if let Some(since) = begun {
                     let this = self.clone();
                     self.background.spawn(Box::pin(async move { this.refresh_log(now, since).await }));
                 }
+                true
             }
-            LogState::HardStale => {
-                let begun = self.isolate.log.borrow_mut().begin_refresh(now);
-                match begun {
-                    Some(since) => self.refresh_log(now, since).await,
-                    None => self.wait_for_refresh().await,
-                }
-            }
+            LogState::HardStale => false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The ISR engine: decides, for each request, between HIT, STALE, MISS and BYPASS.
 //!
 //! Life of a request (compare pingora-cache's phases):
-//! 1. [`policy::classify_request`] — BYPASS (method, credentials, unkeyable URL) or a key.
+//! 1. [`crate::rules::policy::classify_request`] — BYPASS (method, credentials, unkeyable URL) or a key.
 //! 2. One KV read of the page ([`Engine::read_page`]).
 //! 3. [`freshness`] of what was read:
 //!    - fresh → HIT, answered from the stored page;
@@ -11,10 +11,14 @@
 //!      waits (one render per page per isolate, shared by concurrent visitors), answer, and write
 //!      the page in the background.
 //!
+//! The request is taken in two steps around its KV read, neither of which awaits ([`flow`]):
+//! on Workers a HIT is answered without Rust's async executor.
+//!
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
 mod admin;
 mod coordinate;
+mod flow;
 pub mod backoff;
 pub mod cleanup;
 mod index;
@@ -34,26 +38,23 @@ use crate::runtime::background::Background;
 use crate::runtime::clock::Clock;
 use crate::rules::conditional::if_none_match_matches;
 use crate::rules::config::Config;
-use crate::rules::freshness::{freshness_within, Freshness};
 use crate::http::{Body, Request, Response};
 use crate::engine::jobs::JobQueue;
 use crate::rules::key::CacheKey;
-use crate::store::layout;
 use crate::coordination::lease::IsolateState;
 use crate::runtime::log::{Level, Logger};
 use crate::rules::meta::{PageMeta, StoredPage};
 use crate::runtime::origin::{Origin, OriginError};
-use crate::rules::policy::{self, RequestDecision};
 use crate::site::{LazySite, Renderer, Site};
 use crate::rules::state::{BypassReason, CacheState};
 use crate::store::{KvStore, StoreError, StoredValue};
 use crate::coordination::cache::LogCache;
 use crate::coordination::coordinator::Coordinator;
-use crate::rules::invalidation::InvalidationMode;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use timing::Timing;
 
+pub use flow::{AfterRead, Begun, Later, PendingRead};
 pub use invalidate::InvalidationOutcome;
 pub use timing::SERVER_TIMING_HEADER;
 pub use admin::{Listing, PageRow, ADMIN_PATH};
@@ -170,7 +171,8 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             logger,
             isolate,
             jobs: None,
-            site: Rc::new(LazySite::ready(Rc::new(Site::new()))),
+            // Made on first use: an engine is built per request, and a HIT needs no site.
+            site: Rc::new(LazySite::new(|| Rc::new(Site::new()))),
             purger: None,
             coordinator: None,
         }
@@ -208,86 +210,6 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         self
     }
 
-    /// Answers one visitor request (and counts the answer, see [`stats`]).
-    pub async fn handle(&self, req: Request) -> Response {
-        let mut resp = self.answer(req).await;
-        self.count_answer(&resp);
-        if self.config.workers_cache {
-            self.tier_no_store_unless_kept(&mut resp);
-        }
-        resp
-    }
-
-    async fn answer(&self, req: Request) -> Response {
-        // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
-        self.announce_coordination();
-        let url = crate::rules::key::parse_url(&req.url).ok();
-        if let Some(path) = url.as_ref().map(|u| u.path()) {
-            if path == self.config.revalidate_path {
-                let answer = match self.read_small_body(req).await {
-                    Ok(req) => self.handle_revalidate(req).await,
-                    Err(refusal) => refusal,
-                };
-                return timing::add(answer, Timing::default());
-            }
-            if admin::is_admin_path(path) {
-                let answer = match self.read_small_body(req).await {
-                    Ok(req) => self.handle_admin(req).await,
-                    Err(refusal) => refusal.with_header("cache-control", "no-store"),
-                };
-                return timing::add(answer, Timing::default());
-            }
-            if let Some(resp) = self.handle_tier_test_route(path).await {
-                return resp;
-            }
-        }
-        let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
-            RequestDecision::Cacheable(key) => key,
-            RequestDecision::Bypass(reason) => {
-                let started = self.clock.now_ms();
-                let resp = self.pass_through(req, reason).await;
-                let origin_ms = Some(self.clock.now_ms().saturating_sub(started));
-                return timing::add(resp, Timing { kv_ms: None, origin_ms });
-            }
-        };
-        let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
-        let started = self.clock.now_ms();
-        // The log refresh, when one is due before answering, overlaps the page's KV read.
-        let (stored, ()) = futures_util::future::join(self.read_page_to_serve(&page_key), self.sync_log()).await;
-        let now = self.clock.now_ms();
-        let kv_ms = Some(now.saturating_sub(started));
-        let served = match stored {
-            Some(page) => match freshness_within(&page.meta, now, self.config.stale_if_error_s) {
-                Freshness::Fresh => match self.log_verdict(&key, &page.meta) {
-                    None => self.serve(&req, &page, CacheState::Hit),
-                    // Invalidated, and KV's mark has not arrived here yet: do what the mark
-                    // would do, on the version it would make (so that claims match).
-                    Some((mode, at)) => {
-                        let mut page = page;
-                        page.meta.invalidated_at = Some(at);
-                        page.meta.expired = mode == InvalidationMode::Expire;
-                        if page.meta.expired {
-                            return self.timed_render(&req, &key, &page_key, Some(page.meta), now, kv_ms).await;
-                        }
-                        self.start_regeneration(&key, &page_key, &page);
-                        self.serve(&req, &page, CacheState::Stale)
-                    }
-                },
-                Freshness::Stale => {
-                    self.start_regeneration(&key, &page_key, &page);
-                    self.serve(&req, &page, CacheState::Stale)
-                }
-                Freshness::Expired => return self.timed_render(&req, &key, &page_key, Some(page.meta), now, kv_ms).await,
-            },
-            None => match self.isolate.renders.pending_page(&page_key, now) {
-                // Rendered here a moment ago; its KV write has not landed yet.
-                Some(page) => self.serve(&req, &page, CacheState::Hit),
-                None => return self.timed_render(&req, &key, &page_key, None, now, kv_ms).await,
-            },
-        };
-        timing::add(served, Timing { kv_ms, origin_ms: None })
-    }
-
     /// [`Engine::render`], with the time this visitor waited for it (from `since`) in
     /// `Server-Timing`.
     async fn timed_render(&self, req: &Request, key: &CacheKey, page_key: &str, previous: Option<PageMeta>, since: u64, kv_ms: Option<u64>) -> Response {
@@ -302,13 +224,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         self.decode_page(page_key, self.store.get(page_key).await)
     }
 
-    /// [`Engine::read_page`] for the visitor's answer: the body may be one only the platform
-    /// can read ([`KvStore::get_to_serve`]), so nothing but [`Engine::serve`] may touch it.
-    async fn read_page_to_serve(&self, page_key: &str) -> Option<StoredPage> {
-        self.decode_page(page_key, self.store.get_to_serve(page_key).await)
-    }
-
-    fn decode_page(&self, page_key: &str, read: Result<Option<StoredValue>, StoreError>) -> Option<StoredPage> {
+    pub(crate) fn decode_page(&self, page_key: &str, read: Result<Option<StoredValue>, StoreError>) -> Option<StoredPage> {
         match read {
             Ok(Some(v)) => match PageMeta::decode(v.metadata.as_deref()) {
                 Ok(meta) => Some(StoredPage { meta, body: v.value }),

@@ -103,10 +103,15 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }));
     }
 
+    /// Whether `path` is the e2e-only route of the test double (and the double is on).
+    pub(crate) fn is_tier_test_route(&self, path: &str) -> bool {
+        self.config.workers_cache_test_double && path == TIER_TEST_ROUTE
+    }
+
     /// The e2e-only route (`WORKERS_CACHE_TEST_DOUBLE = "record"`): the purges the test double
     /// recorded, as JSON. `None` when the request is not for it.
     pub(crate) async fn handle_tier_test_route(&self, path: &str) -> Option<Response> {
-        if !self.config.workers_cache_test_double || path != TIER_TEST_ROUTE {
+        if !self.is_tier_test_route(path) {
             return None;
         }
         Some(match crate::tier::double::recorded(&*self.store).await {

@@ -1,0 +1,223 @@
+//! A visitor request's way through the engine, split at its one KV read.
+//!
+//! Why split: on Workers every `await` in Rust goes through wasm-bindgen's executor (a promise
+//! for the handler, a task, closures for the awaited promise, `queueMicrotask` to wake it),
+//! which cost a 2 KiB HIT about as much CPU as the rest of its work together (BENCHMARKS.md,
+//! "HIT path"). So the request is taken in two steps that never await:
+//!
+//! 1. [`Engine::begin`]: everything before the page's read (route the worker's own paths, the
+//!    BYPASS rules, the key, the coordinator log's state);
+//! 2. [`Engine::after_read`]: everything after it that needs no further I/O: a HIT, a STALE
+//!    (its regeneration goes to background work), a 304.
+//!
+//! Whatever needs more (a MISS, an expired page, the webhook, a BYPASS, a log copy too old to
+//! check against) becomes a [`Later`], answered by [`Engine::answer_later`] with awaits as
+//! usual. The Workers adapter makes the read itself between the two steps (a `.then` in the
+//! entry point, `src/cloudflare/shim.mjs`), so a HIT never enters the executor.
+//! [`Engine::handle`] is the same steps with the read awaited in Rust: native tests and every
+//! other entry point run the very code the fast path runs.
+
+use super::{admin, timing::Timing, Engine};
+use crate::http::{Request, Response};
+use crate::rules::freshness::{freshness_within, Freshness};
+use crate::rules::invalidation::InvalidationMode;
+use crate::rules::key::CacheKey;
+use crate::rules::meta::PageMeta;
+use crate::rules::policy::{self, RequestDecision};
+use crate::rules::state::CacheState;
+use crate::runtime::origin::Origin;
+use crate::store::{layout, KvStore, StoreError, StoredValue};
+
+/// What [`Engine::begin`] found a request needs.
+pub enum Begun {
+    /// Read this page (with [`KvStore::get_to_serve`]), then call [`Engine::after_read`].
+    Read(PendingRead),
+    /// Answer it with [`Engine::answer_later`].
+    Later(Later),
+}
+
+/// What [`Engine::after_read`] made of the page read.
+pub enum AfterRead {
+    /// The visitor's answer, complete (counted, with its headers).
+    Answer(Response),
+    /// Answer it with [`Engine::answer_later`] (a render is needed).
+    Later(Later),
+}
+
+/// A cacheable request waiting for its page's read.
+pub struct PendingRead {
+    req: Request,
+    key: CacheKey,
+    page_key: String,
+    /// When the read started (the engine's clock), for `Server-Timing`.
+    started: u64,
+}
+
+impl PendingRead {
+    /// The KV key to read.
+    pub fn page_key(&self) -> &str {
+        &self.page_key
+    }
+}
+
+/// A request whose answer needs I/O beyond the page's read.
+pub struct Later(LaterKind);
+
+enum LaterKind {
+    /// Taken from the start: the worker's own paths, BYPASS, or a page whose check must wait
+    /// for a refresh of the log copy (its read is then made beside that refresh).
+    Request(Request),
+    /// A page to render while the visitor waits (none stored, or expired).
+    Render { req: Request, key: CacheKey, page_key: String, previous: Option<PageMeta>, since: u64, kv_ms: Option<u64> },
+}
+
+impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
+    /// Answers one visitor request (and counts the answer, see [`super::stats`]).
+    pub async fn handle(&self, req: Request) -> Response {
+        match self.begin(req) {
+            Begun::Read(pending) => {
+                let read = self.store.get_to_serve(pending.page_key()).await;
+                match self.after_read(pending, read) {
+                    AfterRead::Answer(resp) => resp,
+                    AfterRead::Later(later) => self.answer_later(later).await,
+                }
+            }
+            Begun::Later(later) => self.answer_later(later).await,
+        }
+    }
+
+    /// Step 1 (no await): what `req` needs before anything can be answered.
+    pub fn begin(&self, req: Request) -> Begun {
+        self.announce_coordination();
+        // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
+        let url = crate::rules::key::parse_url(&req.url).ok();
+        if let Some(path) = url.as_ref().map(|u| u.path()) {
+            if path == self.config.revalidate_path || admin::is_admin_path(path) || self.is_tier_test_route(path) {
+                return Begun::Later(Later(LaterKind::Request(req)));
+            }
+        }
+        let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
+            RequestDecision::Cacheable(key) => key,
+            RequestDecision::Bypass(_) => return Begun::Later(Later(LaterKind::Request(req))),
+        };
+        // A log copy too old to check a page against is refreshed first, beside the read.
+        if !self.log_usable_now() {
+            return Begun::Later(Later(LaterKind::Request(req)));
+        }
+        let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
+        Begun::Read(PendingRead { req, key, page_key, started: self.clock.now_ms() })
+    }
+
+    /// Step 2 (no await): the answer from the page `read` gave, when it needs no more I/O.
+    pub fn after_read(&self, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> AfterRead {
+        match self.outcome(pending, read) {
+            AfterRead::Answer(resp) => AfterRead::Answer(self.conclude(resp)),
+            later => later,
+        }
+    }
+
+    /// [`Engine::after_read`] before [`Engine::conclude`].
+    fn outcome(&self, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> AfterRead {
+        let PendingRead { req, key, page_key, started } = pending;
+        let stored = self.decode_page(&page_key, read);
+        let now = self.clock.now_ms();
+        let kv_ms = Some(now.saturating_sub(started));
+        // Ok: served from what was read; Err: rendered, on top of this previous page (if any).
+        let served: Result<Response, Option<PageMeta>> = match stored {
+            Some(page) => match freshness_within(&page.meta, now, self.config.stale_if_error_s) {
+                Freshness::Fresh => match self.log_verdict(&key, &page.meta) {
+                    None => Ok(self.serve(&req, &page, CacheState::Hit)),
+                    // Invalidated, and KV's mark has not arrived here yet: do what the mark
+                    // would do, on the version it would make (so that claims match).
+                    Some((mode, at)) => {
+                        let mut page = page;
+                        page.meta.invalidated_at = Some(at);
+                        page.meta.expired = mode == InvalidationMode::Expire;
+                        if page.meta.expired {
+                            Err(Some(page.meta))
+                        } else {
+                            self.start_regeneration(&key, &page_key, &page);
+                            Ok(self.serve(&req, &page, CacheState::Stale))
+                        }
+                    }
+                },
+                Freshness::Stale => {
+                    self.start_regeneration(&key, &page_key, &page);
+                    Ok(self.serve(&req, &page, CacheState::Stale))
+                }
+                Freshness::Expired => Err(Some(page.meta)),
+            },
+            None => match self.isolate.renders.pending_page(&page_key, now) {
+                // Rendered here a moment ago; its KV write has not landed yet.
+                Some(page) => Ok(self.serve(&req, &page, CacheState::Hit)),
+                None => Err(None),
+            },
+        };
+        match served {
+            Ok(resp) => AfterRead::Answer(super::timing::add(resp, Timing { kv_ms, origin_ms: None })),
+            Err(previous) => AfterRead::Later(Later(LaterKind::Render { req, key, page_key, previous, since: now, kv_ms })),
+        }
+    }
+
+    /// The answer of a request [`Engine::begin`] or [`Engine::after_read`] could not finish.
+    pub async fn answer_later(&self, later: Later) -> Response {
+        let resp = match later.0 {
+            LaterKind::Request(req) => self.answer_request(req).await,
+            LaterKind::Render { req, key, page_key, previous, since, kv_ms } => self.timed_render(&req, &key, &page_key, previous, since, kv_ms).await,
+        };
+        self.conclude(resp)
+    }
+
+    /// What every answer gets last: it is counted, and (Workers Cache mode) kept out of the
+    /// tier unless it was given the tier's fields.
+    fn conclude(&self, mut resp: Response) -> Response {
+        self.count_answer(&resp);
+        if self.config.workers_cache {
+            self.tier_no_store_unless_kept(&mut resp);
+        }
+        resp
+    }
+
+    /// A request taken whole: the worker's own paths, a BYPASS, or a page read beside a
+    /// refresh of the log copy.
+    async fn answer_request(&self, req: Request) -> Response {
+        let url = crate::rules::key::parse_url(&req.url).ok();
+        if let Some(path) = url.as_ref().map(|u| u.path()) {
+            if path == self.config.revalidate_path {
+                let answer = match self.read_small_body(req).await {
+                    Ok(req) => self.handle_revalidate(req).await,
+                    Err(refusal) => refusal,
+                };
+                return super::timing::add(answer, Timing::default());
+            }
+            if admin::is_admin_path(path) {
+                let answer = match self.read_small_body(req).await {
+                    Ok(req) => self.handle_admin(req).await,
+                    Err(refusal) => refusal.with_header("cache-control", "no-store"),
+                };
+                return super::timing::add(answer, Timing::default());
+            }
+            if let Some(resp) = self.handle_tier_test_route(path).await {
+                return resp;
+            }
+        }
+        let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
+            RequestDecision::Cacheable(key) => key,
+            RequestDecision::Bypass(reason) => {
+                let started = self.clock.now_ms();
+                let resp = self.pass_through(req, reason).await;
+                let origin_ms = Some(self.clock.now_ms().saturating_sub(started));
+                return super::timing::add(resp, Timing { kv_ms: None, origin_ms });
+            }
+        };
+        let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
+        let started = self.clock.now_ms();
+        // The log refresh due before answering overlaps the page's KV read.
+        let (read, ()) = futures_util::future::join(self.store.get_to_serve(&page_key), self.sync_log()).await;
+        match self.outcome(PendingRead { req, key, page_key, started }, read) {
+            AfterRead::Answer(resp) => resp,
+            AfterRead::Later(Later(LaterKind::Render { req, key, page_key, previous, since, kv_ms })) => self.timed_render(&req, &key, &page_key, previous, since, kv_ms).await,
+            AfterRead::Later(Later(LaterKind::Request(_))) => unreachable!("after_read never asks for the request again"),
+        }
+    }
+}
