@@ -412,6 +412,8 @@ pub(crate) fn bypass_response(mut resp: Response, reason: &BypassReason) -> Resp
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod flow_tests;
+#[cfg(test)]
 mod invalidation_tests;
 #[cfg(test)]
 mod lost_invalidation_tests;
