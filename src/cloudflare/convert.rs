@@ -13,16 +13,19 @@ use wasm_bindgen_futures::JsFuture;
 /// Takes a visitor request. Its body (for methods that have one) is not read here: it stays
 /// the runtime's ([`JsRequestBody`]), handed on to the origin as it arrives or read with a cap
 /// by the engine.
-pub async fn from_web_request(req: web_sys::Request) -> std::result::Result<CoreRequest, String> {
-    let method = req.method().to_ascii_uppercase();
-    let headers = js::headers_from(&req.headers());
-    let url = req.url();
+pub fn from_web_request(req: web_sys::Request) -> CoreRequest {
+    // One call for the method, the URL and the headers (see `js::request_text`).
+    let text = js::request_text(&req);
+    let mut parts = text.splitn(3, '\n');
+    let method = parts.next().unwrap_or_default().to_ascii_uppercase();
+    let url = parts.next().unwrap_or_default().to_string();
+    let headers = js::headers_of_text(parts.next().unwrap_or_default());
     let body = if method != "GET" && method != "HEAD" && req.body().is_some() {
         Body::streaming(Rc::new(JsRequestBody(req)))
     } else {
         Body::new()
     };
-    Ok(CoreRequest { method, url, headers, body })
+    CoreRequest { method, url, headers, body }
 }
 
 /// Starts reading what is left of `req`'s body when nobody consumed it (a webhook body refused
@@ -147,23 +150,30 @@ pub fn fetch_init(req: &CoreRequest, signal: &web_sys::AbortSignal) -> std::resu
 /// wrapper would re-create it around its body stream, which costs a stream per request and
 /// loses the length (the visitor would get a chunked answer without `Content-Length`).
 pub fn to_web_response(resp: CoreResponse) -> std::result::Result<web_sys::Response, JsValue> {
-    let headers = js::headers_to(&resp.headers)?;
-    let init = web_sys::ResponseInit::new();
-    init.set_status(resp.status);
-    init.set_headers(&headers);
     // 204/304 must not have a body, and HEAD answers have none. A stored page read to be served
     // is KV's stream and goes on as it is (its length is not known here, nor needed).
-    if let Some(stream) = resp.body.as_served().and_then(|s| s.downcast_ref::<web_sys::ReadableStream>()).filter(|_| !matches!(resp.status, 204 | 304)) {
-        return web_sys::Response::new_with_opt_readable_stream_and_init(Some(stream), &init);
-    }
-    let body: Option<Uint8Array> = if matches!(resp.status, 204 | 304) || resp.body.is_empty() {
-        None
+    let no_body = matches!(resp.status, 204 | 304);
+    let body: JsValue = if no_body {
+        JsValue::NULL
+    } else if let Some(stream) = resp.body.as_served().and_then(|s| s.downcast_ref::<web_sys::ReadableStream>()) {
+        stream.into()
+    } else if resp.body.is_empty() {
+        JsValue::NULL
     } else if let Some(js) = resp.body.as_external().and_then(|e| e.as_any().downcast_ref::<JsBytes>()) {
-        Some(js.0.clone())
+        js.0.clone().into()
     } else {
-        Some(Uint8Array::from(&resp.body[..]))
+        Uint8Array::from(&resp.body[..]).into()
     };
-web_sys::Response::new_with_opt_buffer_source_and_init(body.as_ref().map(|b| b.as_ref()), &init)
+    match js::headers_as_text(&resp.headers) {
+        Some(text) => js::response_of(&body, resp.status, &text),
+        // A line break in a header: `Headers` refuses it, with its own error.
+        None => {
+            let init = web_sys::ResponseInit::new();
+            init.set_status(resp.status);
+            init.set_headers(&js::headers_to(&resp.headers)?.into());
+            web_sys::Response::new_with_opt_js_u8_array_and_init(None, &init)
+        }
+    }
 }
 
 /// Reads an origin response whole. The body stays a JavaScript buffer: it is copied into wasm

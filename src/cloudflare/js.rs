@@ -53,19 +53,69 @@ pub fn error_message(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| format!("{e:?}"))
 }
 
+// Headers cross between wasm and JavaScript as one string, `name\nvalue\n` per entry, instead
+// of one call (and two string conversions) per entry and an iterator object per request: a HIT
+// converts the visitor's headers and its answer's, and those calls were a tenth of its CPU
+// (BENCHMARKS.md, "HIT path"). `\n` cannot occur in a name or a value of a `Headers` object
+// (the Fetch standard refuses CR, LF and NUL), so it separates them unambiguously.
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function headers_text(headers) {
+  let text = "";
+  for (const [name, value] of headers) text += name + "\n" + value + "\n";
+  return text;
+}
+export function request_text(request) {
+  return request.method + "\n" + request.url + "\n" + headers_text(request.headers);
+}
+function headers_of(text) {
+  const headers = new Headers();
+  const parts = text.split("\n");
+  for (let i = 0; i + 1 < parts.length; i += 2) headers.append(parts[i], parts[i + 1]);
+  return headers;
+}
+export function response_of(body, status, text) {
+  return new Response(body, { status, headers: headers_of(text) });
+}
+"#)]
+extern "C" {
+    fn headers_text(headers: &web_sys::Headers) -> String;
+    /// A request's method, URL and headers in one string: `method\nurl\n` then as [`headers_from`].
+    pub fn request_text(request: &web_sys::Request) -> String;
+    /// `new Response(body, {status, headers})`, the headers given as [`headers_as_text`] gives them.
+    #[wasm_bindgen::prelude::wasm_bindgen(catch)]
+    pub fn response_of(body: &JsValue, status: u16, text: &str) -> Result<web_sys::Response, JsValue>;
+}
+
 /// The name/value pairs of a `Headers` object, in its order (names lower-case, as `fetch`
 /// gives them).
 pub fn headers_from(headers: &web_sys::Headers) -> Headers {
-    let Ok(Some(entries)) = js_sys::try_iter(headers) else {
-        return Headers::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let pair: Array = entry.unchecked_into();
-            Some((pair.get(0).as_string()?, pair.get(1).as_string()?))
-        })
-        .collect()
+    headers_of_text(&headers_text(headers))
+}
+
+/// The headers in `text` (as [`headers_text`] gives them).
+pub fn headers_of_text(text: &str) -> Headers {
+    let mut parts = text.split('\n');
+    let mut out = Headers::new();
+    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+        out.append(name, value);
+    }
+    out
+}
+
+/// The core's headers as one string for [`response_of`]; `None` when a name or value holds a
+/// line break (which `Headers` refuses: [`headers_to`] reports it).
+pub fn headers_as_text(headers: &Headers) -> Option<String> {
+    let mut text = String::with_capacity(256);
+    for (name, value) in headers.iter() {
+        if name.contains('\n') || value.contains('\n') {
+            return None;
+        }
+        text.push_str(name);
+        text.push('\n');
+        text.push_str(value);
+        text.push('\n');
+    }
+    Some(text)
 }
 
 /// A `Headers` object holding the core's headers.

@@ -58,7 +58,7 @@ fn classify_message(message: String) -> StoreError {
     }
 }
 
-fn classify_js(e: JsValue) -> StoreError {
+pub(crate) fn classify_js(e: JsValue) -> StoreError {
     classify_message(js::error_message(&e))
 }
 
@@ -87,6 +87,31 @@ impl WorkersKv {
         }
         Ok(Some(StoredValue { value: body(value), metadata: metadata_text(field(&result, "metadata")?) }))
     }
+}
+
+impl WorkersKv {
+    /// Starts the read [`KvStore::get_to_serve`] makes, and returns KV's promise of
+    /// `{value, metadata}` (value a stream, or `null`) unawaited, for the entry point to chain
+    /// (see [`super::fast`]).
+    pub(crate) fn start_get_to_serve(&self, key: &str) -> Result<JsValue, StoreError> {
+        validate_key(key)?;
+        let namespace: &KvNamespace = self.binding.unchecked_ref();
+        STREAM_OPTIONS.with(|options| namespace.get_with_metadata(key, options)).map(JsValue::from).map_err(classify_js)
+    }
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// A KV namespace binding, for the one call the HIT path makes on it (a direct call: no
+    /// property lookup of the method, no argument array).
+    type KvNamespace;
+    #[wasm_bindgen::prelude::wasm_bindgen(method, catch, js_name = getWithMetadata)]
+    fn get_with_metadata(this: &KvNamespace, key: &str, options: &JsValue) -> Result<js_sys::Promise, JsValue>;
+}
+
+thread_local! {
+    /// `{type: "stream"}`, made once: KV reads the options when called, and never keeps them.
+    static STREAM_OPTIONS: JsValue = js::object(&[("type", "stream".into())]).map(JsValue::from).unwrap_or(JsValue::UNDEFINED);
 }
 
 impl KvStore for WorkersKv {

@@ -28,6 +28,7 @@
 mod cache_purge;
 mod convert;
 mod coordinator;
+pub mod fast;
 mod jobs;
 mod js;
 mod kv;
@@ -104,38 +105,50 @@ fn log(level: Level, event: &str, key: &str, reason: &str) {
 }
 
 /// The worker's `fetch` handler: answers one request with the engine serving `make_site`'s
-/// routes (a configuration error is a JSON 500, and logged).
+/// routes (a configuration error is a JSON 500, and logged). Every step goes through Rust's
+/// async executor; edge-isr's own entry point takes the [`fast`] path instead, and this one
+/// only for what that cannot take.
 pub async fn fetch<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<web_sys::Response> {
     let answer = match handle(req, &env, ctx, make_site).await {
         Ok(resp) => resp,
-        Err(e) => {
-            log(Level::Error, "request_failed", "", &e.to_string());
-            CoreResponse::json_error(500, &e).with_header(crate::engine::SERVER_TIMING_HEADER, "cache;desc=BYPASS")
-        }
+        Err(e) => configuration_error(&e),
     };
     Ok(convert::to_web_response(answer)?)
+}
+
+/// The answer when no engine can be built (a configuration error): a JSON 500, logged.
+fn configuration_error(e: &str) -> CoreResponse {
+    log(Level::Error, "request_failed", "", e);
+    CoreResponse::json_error(500, &e).with_header(crate::engine::SERVER_TIMING_HEADER, "cache;desc=BYPASS")
 }
 
 async fn handle<E: std::fmt::Display + 'static>(req: web_sys::Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
     let engine = build_engine(env, WaitUntil::Request(ctx), make_site)?;
     if PANIC_ROUTE.get() && req.url().ends_with(E2E_PANIC_PATH) {
-        // With the isolate's bindings borrowed, as a real panic in the middle of an update
-        // leaves state behind (a panic aborts: nothing unwinds): on the same instance, every
-        // later request would fail.
-        BINDINGS.with(|b| {
-            let _held = b.borrow_mut();
-            panic!("{E2E_PANIC_PATH}: the panic E2E_PANIC_ROUTE=1 asks for");
-        });
+        panic_now();
     }
     let raw = Clone::clone(&req); // the same JavaScript object (not Request.clone(), which tees the body)
-    let request = convert::from_web_request(req).await?;
-    let answer = engine.handle(request).await;
-    // A body nobody read (a refused upload) is read to its end and dropped after the answer,
-    // so that the connection it came on can carry the next request.
-    if let Some(rest) = convert::discard_unread_body(&raw) {
+    let answer = engine.handle(convert::from_web_request(req)).await;
+    discard_after(&engine, &raw);
+    Ok(answer)
+}
+
+/// The panic of [`E2E_PANIC_PATH`], with the isolate's bindings borrowed, as a real panic in
+/// the middle of an update leaves state behind (a panic aborts: nothing unwinds): on the same
+/// instance, every later request would fail.
+fn panic_now() -> ! {
+    BINDINGS.with(|b| {
+        let _held = b.borrow_mut();
+        panic!("{E2E_PANIC_PATH}: the panic E2E_PANIC_ROUTE=1 asks for");
+    })
+}
+
+/// A body nobody read (a refused upload) is read to its end and dropped after the answer, so
+/// that the connection it came on can carry the next request.
+fn discard_after<S: crate::store::KvStore + 'static, O: crate::runtime::origin::Origin + 'static>(engine: &Engine<S, O>, raw: &web_sys::Request) {
+    if let Some(rest) = convert::discard_unread_body(raw) {
         crate::runtime::background::Background::spawn(engine.background.as_ref(), Box::pin(rest));
     }
-    Ok(answer)
 }
 
 /// The worker's `queue` handler: runs invalidation chunks and pre-render batches (one job per
@@ -315,6 +328,22 @@ mod entry {
     #[event(fetch)]
     async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> Result<web_sys::Response> {
         super::fetch(req, env, ctx, crate::app::site).await
+    }
+
+    // The fast path's steps, called by the entry point (src/cloudflare/shim.mjs): see `fast`.
+    #[wasm_bindgen::prelude::wasm_bindgen]
+    pub fn fetch_begin(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> std::result::Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+        super::fast::begin(req, env, Context::new(ctx), crate::app::site)
+    }
+
+    #[wasm_bindgen::prelude::wasm_bindgen]
+    pub fn fetch_after_read(number: u32, value: wasm_bindgen::JsValue, metadata: Option<String>) -> std::result::Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+        super::fast::after_read(number, value, metadata)
+    }
+
+    #[wasm_bindgen::prelude::wasm_bindgen]
+    pub fn fetch_read_failed(number: u32, error: wasm_bindgen::JsValue) -> std::result::Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+        super::fast::read_failed(number, error)
     }
 
     #[event(queue)]

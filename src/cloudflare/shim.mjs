@@ -58,9 +58,20 @@ addEventListener("unhandledrejection", (event) => noticeTrap(event.reason));
 // Plain functions, not `async`: the handler's promise is the wasm export's own (no extra await
 // per request); a `try` around a call costs nothing until something throws.
 export default {
+  // The fast path (src/cloudflare/fast.rs): `fetch_begin` answers at once (a promise, for
+  // everything that needs more than the page's read), or gives back a number and KV's promise
+  // of the page; the read is chained here, so that a HIT never runs Rust's async executor.
+  // After a crash, a request whose read was in flight comes back `undefined` from
+  // `fetch_after_read`, and is taken again, whole, through the `fetch` export.
   fetch(request, env, ctx) {
     try {
-      return imports.fetch(request, env, ctx);
+      const begun = imports.fetch_begin(request, env, ctx);
+      if (!Array.isArray(begun)) return begun;
+      const [number, read] = begun;
+      return read.then(
+        (page) => afterRead(() => imports.fetch_after_read(number, page.value, page.metadata == null ? undefined : JSON.stringify(page.metadata)), request, env, ctx),
+        (error) => afterRead(() => imports.fetch_read_failed(number, error), request, env, ctx),
+      );
     } catch (e) {
       noticeTrap(e);
       throw e;
@@ -85,6 +96,15 @@ export default {
     }
   },
 };
+
+function afterRead(step, request, env, ctx) {
+  try {
+    return step() ?? imports.fetch(request, env, ctx);
+  } catch (e) {
+    noticeTrap(e);
+    throw e;
+  }
+}
 
 // The coordinator's Durable Object class (src/cloudflare/coordinator.rs). workerd constructs it
 // once per object and calls `fetch`; the wasm object is made on first use, and made again (once

@@ -1,0 +1,123 @@
+//! The visitor's request without Rust's async executor, wherever it can be: edge-isr's entry
+//! point (`src/cloudflare/shim.mjs`) calls [`begin`] for every request, chains the page's KV
+//! read with `.then`, and hands what it read to [`after_read`] (or [`read_failed`]). A HIT, a
+//! STALE or a 304 is then answered by two plain calls into wasm and one promise.
+//!
+//! Why: each `await` of a Rust future on Workers goes through wasm-bindgen's executor: a
+//! promise for the handler's result, a task, two closures per awaited promise (kept alive by a
+//! `FinalizationRegistry`), `queueMicrotask` to wake the task. For a 2 KiB HIT that was about
+//! as much CPU as the rest of its work (BENCHMARKS.md, "HIT path"). The engine's two steps
+//! ([`crate::engine::Engine::begin`], [`crate::engine::Engine::after_read`]) never await;
+//! everything that needs more I/O (a MISS, the webhook, a BYPASS) is answered by
+//! [`crate::engine::Engine::answer_later`] through the executor, as before.
+//!
+//! Between the two calls the request waits in [`WAITING`], under a number the entry point
+//! hands back. A panic gives the next request a new wasm instance, and the requests waiting in
+//! the old one are lost with it: [`after_read`] answers `undefined` for a number it does not
+//! know, and the entry point then takes the request again through the `fetch` export.
+
+use super::convert;
+use super::kv::WorkersKv;
+use super::runtime::WaitUntil;
+use super::service_origin::SiteOrigin;
+use crate::engine::{AfterRead, Begun, Engine, PendingRead};
+use crate::http::{Body, Response as CoreResponse};
+use crate::site::Site;
+use crate::store::{StoreError, StoredValue};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{Context, Env};
+
+type WorkersEngine = Engine<WorkersKv, SiteOrigin>;
+
+thread_local! {
+    /// Requests whose page read is in flight in JavaScript, by the number [`begin`] gave them.
+    static WAITING: RefCell<Waiting> = RefCell::new(Waiting::default());
+}
+
+#[derive(Default)]
+struct Waiting {
+    next: u32,
+    reads: HashMap<u32, (WorkersEngine, PendingRead)>,
+}
+
+/// Step 1. Returns either `[number, promise of the KV read]` (the entry point then calls
+/// [`after_read`] with what the promise gives, or [`read_failed`]), or the answer itself (a
+/// promise of the `Response`) for requests that need more than one read.
+pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<JsValue, JsValue> {
+    let engine = match super::build_engine(&env, WaitUntil::Request(ctx), make_site) {
+        Ok(engine) => engine,
+        Err(e) => return answer(super::configuration_error(&e)),
+    };
+    if super::PANIC_ROUTE.get() && req.url().ends_with(super::E2E_PANIC_PATH) {
+        return Ok(wasm_bindgen_futures::future_to_promise(async move {
+            super::panic_now();
+        })
+        .into());
+    }
+    let raw = Clone::clone(&req); // the same JavaScript object
+    match engine.begin(convert::from_web_request(req)) {
+        Begun::Read(pending) => match engine.store.start_get_to_serve(pending.page_key()) {
+            Ok(read) => {
+                let number = WAITING.with(|w| {
+                    let mut w = w.borrow_mut();
+                    let number = w.next;
+                    w.next = w.next.wrapping_add(1);
+                    w.reads.insert(number, (engine, pending));
+                    number
+                });
+                Ok(js_sys::Array::of2(&JsValue::from(number), &read).into())
+            }
+            Err(e) => finish(engine, pending, Err(e)),
+        },
+        Begun::Later(later) => Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let resp = engine.answer_later(later).await;
+            super::discard_after(&engine, &raw);
+            Ok(convert::to_web_response(resp)?.into())
+        })
+        .into()),
+    }
+}
+
+/// Step 2, with what KV's `getWithMetadata` gave: `value` (a stream, or `null`) and its
+/// metadata as JSON text. `undefined` when `number` is not waiting here (see the module's doc).
+pub fn after_read(number: u32, value: JsValue, metadata: Option<String>) -> Result<JsValue, JsValue> {
+    let Some((engine, pending)) = take(number) else {
+        return Ok(JsValue::UNDEFINED);
+    };
+    let read = if value.is_null() || value.is_undefined() {
+        Ok(None)
+    } else {
+        Ok(Some(StoredValue { value: Body::served(Rc::new(value.unchecked_into::<web_sys::ReadableStream>())), metadata }))
+    };
+    finish(engine, pending, read)
+}
+
+/// Step 2 when the KV read failed (`error` is what it threw).
+pub fn read_failed(number: u32, error: JsValue) -> Result<JsValue, JsValue> {
+    let Some((engine, pending)) = take(number) else {
+        return Ok(JsValue::UNDEFINED);
+    };
+    finish(engine, pending, Err(super::kv::classify_js(error)))
+}
+
+fn take(number: u32) -> Option<(WorkersEngine, PendingRead)> {
+    WAITING.with(|w| w.borrow_mut().reads.remove(&number))
+}
+
+fn finish(engine: WorkersEngine, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> Result<JsValue, JsValue> {
+    match engine.after_read(pending, read) {
+        AfterRead::Answer(resp) => answer(resp),
+        AfterRead::Later(later) => Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let resp = engine.answer_later(later).await;
+            Ok(convert::to_web_response(resp)?.into())
+        })
+        .into()),
+    }
+}
+
+fn answer(resp: CoreResponse) -> Result<JsValue, JsValue> {
+    Ok(convert::to_web_response(resp)?.into())
+}
