@@ -15,6 +15,13 @@
 //! hands back. A panic gives the next request a new wasm instance, and the requests waiting in
 //! the old one are lost with it: [`after_read`] answers `undefined` for a number it does not
 //! know, and the entry point then takes the request again through the `fetch` export.
+//!
+//! The exports take only JavaScript values and numbers and return one JavaScript value: no
+//! `Result`, no `String` argument. wasm-bindgen (0.2.130) gives such exports a return area on
+//! the wasm stack, and copies string arguments into wasm memory, *before* its reinit check: on
+//! the first call after a crash both land in the old instance's memory while the call runs in
+//! the new one, whose stack pointer the wrapper then moves past the top of its stack (seen
+//! here: every later request read a corrupted key). Plain values avoid both.
 
 use super::convert;
 use super::kv::WorkersKv;
@@ -46,19 +53,17 @@ struct Waiting {
 /// Step 1. Returns either `[number, promise of the KV read]` (the entry point then calls
 /// [`after_read`] with what the promise gives, or [`read_failed`]), or the answer itself (a
 /// promise of the `Response`) for requests that need more than one read.
-pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> Result<JsValue, JsValue> {
+pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> JsValue {
     let engine = match super::build_engine(&env, WaitUntil::Request(ctx), make_site) {
         Ok(engine) => engine,
         Err(e) => return answer(super::configuration_error(&e)),
     };
     if super::PANIC_ROUTE.get() && req.url().ends_with(super::E2E_PANIC_PATH) {
-        return Ok(wasm_bindgen_futures::future_to_promise(async move {
-            super::panic_now();
-        })
-        .into());
+        super::panic_now();
     }
     let raw = Clone::clone(&req); // the same JavaScript object
-    match engine.begin(convert::from_web_request(req)) {
+    let core = convert::from_web_request(req);
+    match engine.begin(core) {
         Begun::Read(pending) => match engine.store.start_get_to_serve(pending.page_key()) {
             Ok(read) => {
                 let number = WAITING.with(|w| {
@@ -68,25 +73,27 @@ pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ct
                     w.reads.insert(number, (engine, pending));
                     number
                 });
-                Ok(js_sys::Array::of2(&JsValue::from(number), &read).into())
+                js_sys::Array::of2(&JsValue::from(number), &read).into()
             }
             Err(e) => finish(engine, pending, Err(e)),
         },
-        Begun::Later(later) => Ok(wasm_bindgen_futures::future_to_promise(async move {
+        Begun::Later(later) => wasm_bindgen_futures::future_to_promise(async move {
             let resp = engine.answer_later(later).await;
             super::discard_after(&engine, &raw);
             Ok(convert::to_web_response(resp)?.into())
         })
-        .into()),
+        .into(),
     }
 }
 
 /// Step 2, with what KV's `getWithMetadata` gave: `value` (a stream, or `null`) and its
-/// metadata as JSON text. `undefined` when `number` is not waiting here (see the module's doc).
-pub fn after_read(number: u32, value: JsValue, metadata: Option<String>) -> Result<JsValue, JsValue> {
+/// metadata as JSON text (or `undefined`). `undefined` when `number` is not waiting here (see
+/// the module's doc).
+pub fn after_read(number: u32, value: JsValue, metadata: JsValue) -> JsValue {
     let Some((engine, pending)) = take(number) else {
-        return Ok(JsValue::UNDEFINED);
+        return JsValue::UNDEFINED;
     };
+    let metadata = metadata.as_string();
     let read = if value.is_null() || value.is_undefined() {
         Ok(None)
     } else {
@@ -96,9 +103,9 @@ pub fn after_read(number: u32, value: JsValue, metadata: Option<String>) -> Resu
 }
 
 /// Step 2 when the KV read failed (`error` is what it threw).
-pub fn read_failed(number: u32, error: JsValue) -> Result<JsValue, JsValue> {
+pub fn read_failed(number: u32, error: JsValue) -> JsValue {
     let Some((engine, pending)) = take(number) else {
-        return Ok(JsValue::UNDEFINED);
+        return JsValue::UNDEFINED;
     };
     finish(engine, pending, Err(super::kv::classify_js(error)))
 }
@@ -107,17 +114,23 @@ fn take(number: u32) -> Option<(WorkersEngine, PendingRead)> {
     WAITING.with(|w| w.borrow_mut().reads.remove(&number))
 }
 
-fn finish(engine: WorkersEngine, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> Result<JsValue, JsValue> {
+fn finish(engine: WorkersEngine, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> JsValue {
     match engine.after_read(pending, read) {
         AfterRead::Answer(resp) => answer(resp),
-        AfterRead::Later(later) => Ok(wasm_bindgen_futures::future_to_promise(async move {
+        AfterRead::Later(later) => wasm_bindgen_futures::future_to_promise(async move {
             let resp = engine.answer_later(later).await;
             Ok(convert::to_web_response(resp)?.into())
         })
-        .into()),
+        .into(),
     }
 }
 
-fn answer(resp: CoreResponse) -> Result<JsValue, JsValue> {
-    Ok(convert::to_web_response(resp)?.into())
+/// The `Response`, or a promise rejected with the error that kept it from being made (a
+/// header `Headers` refuses): never a JavaScript exception thrown through wasm, whose stack
+/// it would leave unwound.
+fn answer(resp: CoreResponse) -> JsValue {
+    match convert::to_web_response(resp) {
+        Ok(resp) => resp.into(),
+        Err(e) => js_sys::Promise::reject(&e).into(),
+    }
 }
