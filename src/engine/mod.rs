@@ -510,4 +510,6 @@ mod front_tests;
 #[cfg(test)]
 mod tier_tests;
 #[cfg(test)]
+mod tier_coordinated_tests;
+#[cfg(test)]
 mod hostile_tests;
