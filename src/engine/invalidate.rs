@@ -178,6 +178,10 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     pub async fn run_queued(&self, job: Job) -> Result<String, String> {
         match job {
             Job::Sweep(job) => {
+                // Every invalidation's re-check (and continuation) also sends Workers Cache
+                // purges still due in the coordinator: a backstop that needs no visitor (a site
+                // whose views are all tier HITs runs no worker to hear of them otherwise).
+                self.help_purge();
                 let pass = job.pass;
                 let (report, queue_error) = self.run_sweep_job(job).await;
                 let summary = format!("invalidation job (pass {pass}) reached {} page(s), marked {}", report.pages, report.marked);

@@ -371,3 +371,42 @@ fn copies_get_the_pages_full_remaining_freshness_only_while_the_outlook_allows()
         assert_eq!(tier_max_age(&hit), Some(UNPURGEABLE_LIFETIME_S));
     });
 }
+
+/// The same death of the webhook's sender on a site whose views are all tier HITs (no worker
+/// runs to hear that the purge is due): the invalidation's queued re-check sends it.
+#[test]
+fn with_no_visitor_reaching_the_worker_the_queued_recheck_sends_a_purge_left_behind() {
+    let b = Bench::with_config(config_with(&[("WORKERS_CACHE", "on")])).with_coordinator();
+    let tier = TierModel::new(1, Rc::new(b.clock.clone()));
+    let purger = ModelPurger::new(tier.clone());
+    let jobs = Rc::new(crate::engine::jobs::MemoryJobQueue::new());
+    let engine = || {
+        b.kv.begin_invocation();
+        b.engine().with_purger(Rc::new(purger.clone())).with_jobs(jobs.clone())
+    };
+    b.origin.reply("/a", Reply::page("a", &[("cache-tag", "posts")]));
+    block_on(async {
+        engine().handle(Request::new("GET", "https://site.test/a")).await;
+        b.run_background().await;
+        purger.set_hanging(true);
+        let w = engine().handle(webhook(serde_json::json!({ "tags": ["posts"] }))).await;
+        assert_eq!(w.status, 200);
+        // The webhook's drain takes the request and never comes back (ManualClock: its settle
+        // wait passes at once); the task is dropped, as a cut-off waitUntil is.
+        for task in b.queue.take_all() {
+            assert!(futures::FutureExt::now_or_never(task).is_none(), "the drain hangs in its purge call");
+        }
+        assert_eq!(b.coordinator.as_ref().map(|c| c.purge_counts().requests), Some(1));
+        assert!(tier.purges().is_empty());
+        purger.set_hanging(false);
+        b.clock.advance(LEASE_MS);
+        let queued = jobs.take_all_jobs();
+        assert!(!queued.is_empty(), "the re-check is queued");
+        for (job, _) in queued {
+            engine().run_queued(job).await.expect("the job runs");
+        }
+        b.run_background().await;
+        assert_eq!(tier.purges().len(), 1, "sent by the queued job's invocation");
+        assert_eq!(b.coordinator.as_ref().map(|c| c.purge_backlog()), Some(0));
+    });
+}
