@@ -21,11 +21,12 @@
 //!
 //! Where it lives: the rate limit is per Worker, across every location, so the planner must be
 //! one object: the coordinator Durable Object keeps it (it is plain data, `serde`-encoded in the
-//! object's storage, and every method takes `now`). The object hands due requests to the
-//! invocation that asks for them, which calls `ctx.cache.purge` (a purge is scoped to the
-//! entrypoint that calls it, so it must be the worker's own fetch/queue handler, not the
-//! object) and reports the outcome. Without a coordinator, the webhook's own invocation keeps
-//! a planner for its invalidation (see the README: best effort, with tier lifetimes capped).
+//! object's storage, and every method takes `now`; see [`crate::coordination::purges`]). The
+//! object hands due requests to the invocation that asks for them, which calls
+//! `ctx.cache.purge` (a purge is scoped to the entrypoint that calls it, so it must be the
+//! worker's own fetch/queue handler, not the object) and reports the outcome. Without a
+//! coordinator, the webhook's own invocation keeps a planner for its invalidation (see the
+//! README: best effort, with tier lifetimes capped).
 
 use crate::runtime::clock::Millis;
 use crate::tier::tags::{path_tag, tier_tag};
