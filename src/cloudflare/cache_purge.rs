@@ -51,7 +51,7 @@ fn outcome(result: &JsValue) -> Result<(), PurgeError> {
     if success.is_undefined() || success.as_bool() == Some(true) {
         return Ok(());
     }
-    let errors = js::get(result, "errors").ok().filter(|e| Array::is_array(e)).map(|e| Array::from(&e));
+    let errors = js::get(result, "errors").ok().filter(Array::is_array).map(|e| Array::from(&e));
     let message = errors
         .map(|errors| {
             errors

@@ -38,6 +38,9 @@ fn version(resp: &Response) -> u32 {
     body(resp).trim_start_matches('v').split('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
+/// Per page: (webhook answered at, version it published).
+type History = Rc<RefCell<HashMap<String, Vec<(u64, u32)>>>>;
+
 /// Locations, their isolates and tier caches, one coordinator, one clock whose sleeps end
 /// when time passes them (so background purges wait for their settle time and tokens while
 /// visitors keep coming).
@@ -56,7 +59,7 @@ struct World {
     /// The CMS's current version of each page.
     versions: HashMap<String, u32>,
     /// Per page: (webhook answered at, version it published).
-    history: Rc<RefCell<HashMap<String, Vec<(u64, u32)>>>>,
+    history: History,
     /// The answers of webhooks sent without waiting ([`World::publish_async`]).
     answers: Rc<RefCell<Vec<Response>>>,
 }
@@ -225,7 +228,7 @@ fn with_the_planner_in_the_coordinator_bursts_are_purged_in_time_and_copies_live
         for loc in 0..LOCATIONS {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let r = (seed >> 33) as usize;
-            let path = if r % 4 == 0 { "/".to_string() } else { format!("/blog/p{}", (r / 4) % 100) };
+            let path = if r.is_multiple_of(4) { "/".to_string() } else { format!("/blog/p{}", (r / 4) % 100) };
             w.view(loc, &path);
         }
         w.tick(TICK_MS);

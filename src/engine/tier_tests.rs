@@ -324,7 +324,7 @@ fn in_front_of_the_engine_no_tier_copy_outlives_the_purge_bound_under_100_publis
         for loc in 0..LOCATIONS {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let r = (seed >> 33) as usize;
-            let path = if r % 4 == 0 { "/".to_string() } else { format!("/blog/p{}", (r / 4) % 100) };
+            let path = if r.is_multiple_of(4) { "/".to_string() } else { format!("/blog/p{}", (r / 4) % 100) };
             kv.begin_invocation();
             let e = engine(loc);
             let t = tier.clone();
