@@ -413,3 +413,32 @@ fn with_no_visitor_reaching_the_worker_the_queued_recheck_sends_a_purge_left_beh
         assert_eq!(b.coordinator.as_ref().map(|c| c.purge_backlog()), Some(0));
     });
 }
+
+/// The mode costs page views no coordinator request: the planner's outlook and "requests are
+/// due" ride on the log refresh an isolate makes anyway (at most one a second).
+#[test]
+fn with_the_mode_on_page_views_ask_the_coordinator_no_more_than_the_log_refresh() {
+    let b = Bench::with_config(config_with(&[("WORKERS_CACHE", "on")])).with_coordinator();
+    let purger = ModelPurger::new(TierModel::new(1, Rc::new(b.clock.clone())));
+    let coordinator = b.coordinator.clone().expect("coordinated");
+    b.origin.reply("/a", Reply::page("a", &[("cache-tag", "posts")]));
+    let get = || {
+        b.kv.begin_invocation();
+        let e = b.engine().with_purger(Rc::new(purger.clone()));
+        async move { e.handle(Request::new("GET", "https://site.test/a")).await }
+    };
+    block_on(async {
+        get().await;
+        b.run_background().await;
+        coordinator.reset_counts();
+        for _ in 0..100 {
+            let hit = get().await;
+            assert_eq!(cache_state(&hit), "HIT");
+            assert!(tier_max_age(&hit).is_some_and(|s| s > UNPURGEABLE_LIFETIME_S));
+            b.run_background().await;
+            b.clock.advance(20);
+        }
+        let c = coordinator.counts();
+        assert!(c.requests <= 3 && c.requests == c.reads, "100 views in 2 s: {c:?}");
+    });
+}
