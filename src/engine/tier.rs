@@ -122,7 +122,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         let isolate = self.isolate.clone();
         self.background.spawn(Box::pin(async move {
             let (report, via) = match coordinated {
-                Some(coordinator) => (crate::coordination::purges::drain_through(&*coordinator, &*purger, &*clock, recorded, deadline).await, "the coordinator"),
+                Some(coordinator) => {
+                    // Nothing is due before the settle time (counted by the coordinator from
+                    // when it stored the entry, which was before now): one request saved.
+                    clock.sleep(crate::tier::purge::SETTLE_MS).await;
+                    (crate::coordination::purges::drain_through(&*coordinator, &*purger, &*clock, recorded, deadline).await, "the coordinator")
+                }
                 None => (crate::tier::send::drain(&isolate.tier_planner, &*purger, &*clock, deadline).await, "this isolate"),
             };
             let level = if report.left > 0 || report.failed > 0 { Level::Warn } else { Level::Info };
