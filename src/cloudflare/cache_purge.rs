@@ -2,6 +2,12 @@
 //! feature-detected: `ctx.cache` is absent in `wrangler dev` / miniflare and on older
 //! compatibility dates, and then nothing is purged and nothing fails ([`CachePurger::available`]
 //! is false; the header rule then keeps tier copies short, see [`crate::tier::headers`]).
+//!
+//! What Cloudflare's "Purging the cache" page says (checked 2026-12-03): `pathPrefixes` are
+//! paths without scheme or host (the host is not part of the cache key), which is what the
+//! planner sends; and `purge()` *resolves* to `{ success, errors: [{ code, message }] }`: a
+//! refused purge (the rate limit included) is `success: false`, not a rejected promise. So the
+//! result is read, and only `success: true` (or no result object at all) counts as purged.
 
 use crate::cloudflare::js;
 use crate::tier::purge::{PurgeError, PurgeRequest};
@@ -28,6 +34,41 @@ impl WorkersCachePurger {
     }
 }
 
+fn classify(message: String) -> PurgeError {
+    if message.to_ascii_lowercase().contains("rate") {
+        PurgeError::RateLimited
+    } else {
+        PurgeError::Failed(message)
+    }
+}
+
+/// The outcome `purge()` resolved to: `{ success: false, errors }` is a failure.
+fn outcome(result: &JsValue) -> Result<(), PurgeError> {
+    if !result.is_object() {
+        return Ok(());
+    }
+    let success = js::get(result, "success").unwrap_or(JsValue::UNDEFINED);
+    if success.is_undefined() || success.as_bool() == Some(true) {
+        return Ok(());
+    }
+    let errors = js::get(result, "errors").ok().filter(Array::is_array).map(|e| Array::from(&e));
+    let message = errors
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| {
+                    let code = js::get(&e, "code").ok().and_then(|c| c.as_f64()).map(|c| format!("{c} ")).unwrap_or_default();
+                    let text = js::get(&e, "message").ok().and_then(|m| m.as_string()).unwrap_or_default();
+                    format!("{code}{text}")
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "purge() answered success: false".to_string());
+    Err(classify(message))
+}
+
 fn strings(values: &[String]) -> JsValue {
     values.iter().map(|v| JsValue::from_str(v)).collect::<Array>().into()
 }
@@ -48,15 +89,8 @@ impl CachePurger for WorkersCachePurger {
             let options = js::object(&[("tags", tags), ("pathPrefixes", prefixes), ("purgeEverything", everything)])
                 .map_err(|e| PurgeError::Failed(js::error_message(&e)))?;
             match js::call_async(cache, "purge", &[options.into()]).await {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    let message = js::error_message(&e);
-                    if message.to_ascii_lowercase().contains("rate") {
-                        Err(PurgeError::RateLimited)
-                    } else {
-                        Err(PurgeError::Failed(message))
-                    }
-                }
+                Ok(result) => outcome(&result),
+                Err(e) => Err(classify(js::error_message(&e))),
             }
         })
     }

@@ -6,7 +6,11 @@
 //! reused after pruning; `at`; the entry as JSON): one row written per invalidation, plus one
 //! delete per entry pruned after [`LOG_RETENTION_MS`]. Claims live in the object's memory (no
 //! row writes): if the object is evicted or restarted, claims in flight are forgotten, which
-//! costs at most one extra regeneration per page; they also expire by themselves.
+//! costs at most one extra regeneration per page; they also expire by themselves. The Workers
+//! Cache purge planner ([`crate::coordination::purges`]) is kept in memory and written through
+//! to one row of a `state` table on every change (one row written per `record` with targets,
+//! per `take` that hands something out or reclaims a lease, and per `done`), and read back
+//! when the object starts: an eviction never loses a purge.
 //!
 //! The class is exported whenever this crate is built for Workers (it is a class, not an
 //! event handler, so it does not clash with a library user's own `fetch`): bind it in the
@@ -18,7 +22,9 @@ use crate::coordination::claims::{ClaimAnswer, Claims, Version};
 use crate::coordination::coordinator::{Coordinator as CoordinatorApi, CoordinatorError, CoordinatorResult};
 use crate::coordination::log::{LogSlice, NewEntry, LOG_RETENTION_MS, MAX_LOG_ENTRIES};
 use crate::coordination::protocol::{self, ClaimRequest, Recorded, ReleaseRequest};
+use crate::coordination::purges::{self, PurgeReport, RecordRequest, TakeRequest, Taken};
 use crate::runtime::clock::Millis;
+use crate::tier::purge::{PurgePlanner, PurgeTarget};
 use futures_util::future::{select, Either};
 use std::cell::RefCell;
 use std::time::Duration;
@@ -33,7 +39,11 @@ pub const COORDINATOR_BINDING: &str = "COORDINATOR";
 pub struct Coordinator {
     sql: SqlStorage,
     claims: RefCell<Claims>,
+    planner: RefCell<PurgePlanner>,
 }
+
+/// The `state` table's row holding the purge planner.
+const PLANNER_ROW: &str = "purge_planner";
 
 impl DurableObject for Coordinator {
     fn new(state: State, _env: Env) -> Self {
@@ -42,11 +52,16 @@ impl DurableObject for Coordinator {
             "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, entry TEXT NOT NULL)",
             None,
         ) {
-            crate::runtime::log::Logger::event(&super::runtime::ConsoleLogger, crate::runtime::log::Level::Error, "coordinator_table_failed", "", &format!("creating the log table failed: {e}"));
+            log_error("coordinator_table_failed", &format!("creating the log table failed: {e}"));
         }
+        if let Err(e) = sql.exec("CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)", None) {
+            log_error("coordinator_table_failed", &format!("creating the state table failed: {e}"));
+        }
+        let planner = load_planner(&sql).unwrap_or_else(|| PurgePlanner::new(now()));
         Coordinator {
             sql,
             claims: RefCell::new(Claims::new()),
+            planner: RefCell::new(planner),
         }
     }
 
@@ -54,8 +69,10 @@ impl DurableObject for Coordinator {
         let url = req.url()?;
         let body = if req.method() == worker::Method::Post { req.text().await? } else { String::new() };
         let answer = match (req.method(), url.path()) {
-            (worker::Method::Post, "/record") => serde_json::from_str::<NewEntry>(&body).map_err(|e| (400, e.to_string())).and_then(|e| self.record(e)),
+            (worker::Method::Post, "/record") => serde_json::from_str::<RecordRequest>(&body).map_err(|e| (400, e.to_string())).and_then(|r| self.record(r.entry, r.purge)),
             (worker::Method::Get, "/log") => self.log_since(protocol::since_param(url.query())),
+            (worker::Method::Post, "/purge/take") => serde_json::from_str::<TakeRequest>(&body).map_err(|e| (400, e.to_string())).and_then(|t| self.take_purges(t)),
+            (worker::Method::Post, "/purge/done") => serde_json::from_str::<PurgeReport>(&body).map_err(|e| (400, e.to_string())).and_then(|r| self.report_purges(&r)),
             (worker::Method::Post, "/claim") => serde_json::from_str::<ClaimRequest>(&body).map_err(|e| (400, e.to_string())).map(|c| {
                 let answer = self.claims.borrow_mut().claim(&c.page, c.version, now(), c.ttl_ms);
                 serde_json::to_string(&answer).unwrap_or_default()
@@ -79,6 +96,26 @@ fn now() -> Millis {
     Date::now().as_millis()
 }
 
+fn log_error(event: &str, message: &str) {
+    crate::runtime::log::Logger::event(&super::runtime::ConsoleLogger, crate::runtime::log::Level::Error, event, "", message);
+}
+
+/// The planner as stored, if there is a readable row.
+fn load_planner(sql: &SqlStorage) -> Option<PurgePlanner> {
+    let cursor = sql.exec("SELECT value FROM state WHERE name = ?", vec![PLANNER_ROW.to_string().into()]).ok()?;
+    let row = cursor.raw().next()?.ok()?;
+    let Some(SqlStorageValue::String(text)) = row.first() else {
+        return None;
+    };
+    match serde_json::from_str(text) {
+        Ok(planner) => Some(planner),
+        Err(e) => {
+            log_error("purge_planner_unreadable", &format!("starting with an empty purge planner: {e}"));
+            None
+        }
+    }
+}
+
 fn sql_error(e: worker::Error) -> (u16, String) {
     (500, format!("coordinator storage: {e}"))
 }
@@ -92,7 +129,31 @@ fn integer(v: Option<&SqlStorageValue>) -> u64 {
 }
 
 impl Coordinator {
-    fn record(&self, entry: NewEntry) -> Answer {
+    /// Writes the planner's row (before the answer that depends on it goes out).
+    fn save_planner(&self) -> Result<(), (u16, String)> {
+        let text = serde_json::to_string(&*self.planner.borrow()).map_err(|e| (500, e.to_string()))?;
+        self.sql
+            .exec("INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)", vec![PLANNER_ROW.to_string().into(), text.into()])
+            .map_err(sql_error)?;
+        Ok(())
+    }
+
+    fn take_purges(&self, request: TakeRequest) -> Answer {
+        let before = self.planner.borrow().clone();
+        let taken: Taken = purges::take(&mut self.planner.borrow_mut(), request, now());
+        if *self.planner.borrow() != before {
+            self.save_planner()?;
+        }
+        serde_json::to_string(&taken).map_err(|e| (500, e.to_string()))
+    }
+
+    fn report_purges(&self, report: &PurgeReport) -> Answer {
+        purges::report(&mut self.planner.borrow_mut(), report, now());
+        self.save_planner()?;
+        Ok("{}".to_string())
+    }
+
+    fn record(&self, entry: NewEntry, purge: Vec<PurgeTarget>) -> Answer {
         let text = serde_json::to_string(&entry).map_err(|e| (400, e.to_string()))?;
         let at = entry.at as i64;
         let cursor = self
@@ -106,6 +167,11 @@ impl Coordinator {
         self.sql
             .exec("DELETE FROM log WHERE at < ? OR seq <= ?", vec![SqlStorageValue::Integer(horizon), SqlStorageValue::Integer(floor)])
             .map_err(sql_error)?;
+        if !purge.is_empty() {
+            purges::record(&mut self.planner.borrow_mut(), purge, seq, now());
+            // A failure here answers 500: the webhook then says 503 and the CMS retries.
+            self.save_planner()?;
+        }
         serde_json::to_string(&Recorded { seq }).map_err(|e| (500, e.to_string()))
     }
 
@@ -114,7 +180,11 @@ impl Coordinator {
             .sql
             .exec("SELECT seq, entry FROM log WHERE seq > ? ORDER BY seq", vec![SqlStorageValue::Integer(since as i64)])
             .map_err(sql_error)?;
-        let mut slice = LogSlice { seq: since, entries: Vec::new() };
+        let mut slice = LogSlice {
+            seq: since,
+            entries: Vec::new(),
+            purge: Some(purges::status(&mut self.planner.borrow_mut(), now())),
+        };
         for row in cursor.raw() {
             let row = row.map_err(sql_error)?;
             let seq = integer(row.first());
@@ -173,8 +243,9 @@ fn to_json<T: serde::Serialize>(value: &T) -> Option<String> {
 }
 
 impl CoordinatorApi for DurableCoordinator {
-    fn record(&self, entry: NewEntry) -> CoordinatorResult<'_, u64> {
-        Box::pin(async move { self.call_json::<Recorded>("POST", "/record", to_json(&entry)).await.map(|r| r.seq) })
+    fn record(&self, entry: NewEntry, purge: Vec<PurgeTarget>) -> CoordinatorResult<'_, u64> {
+        let body = to_json(&RecordRequest { entry, purge });
+        Box::pin(async move { self.call_json::<Recorded>("POST", "/record", body).await.map(|r| r.seq) })
     }
 
     fn log_since(&self, seq: u64) -> CoordinatorResult<'_, LogSlice> {
@@ -197,5 +268,13 @@ impl CoordinatorApi for DurableCoordinator {
             retry_at,
         });
         Box::pin(async move { self.call("POST", "/release", body).await.map(drop) })
+    }
+
+    fn take_purges(&self, request: TakeRequest) -> CoordinatorResult<'_, Taken> {
+        Box::pin(async move { self.call_json("POST", "/purge/take", to_json(&request)).await })
+    }
+
+    fn report_purges(&self, report: PurgeReport) -> CoordinatorResult<'_, ()> {
+        Box::pin(async move { self.call("POST", "/purge/done", to_json(&report)).await.map(drop) })
     }
 }

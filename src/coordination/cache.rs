@@ -11,6 +11,7 @@
 //! coordinator cannot stretch the bound.
 
 use crate::coordination::log::{InvalidationLog, LogEntry, LogSlice, LOG_RETENTION_MS};
+use crate::coordination::purges::PurgeStatus;
 use crate::runtime::clock::Millis;
 
 /// A copy younger than this is used as it is.
@@ -47,6 +48,8 @@ pub struct LogCache {
     failed_at: Option<Millis>,
     /// Refreshes that succeeded (for the admin page and tests).
     refreshes: u64,
+    /// The purge planner's state the last successful refresh read.
+    purge: Option<PurgeStatus>,
 }
 
 impl LogCache {
@@ -86,7 +89,8 @@ impl LogCache {
             self.refreshing_since = None;
         }
         match result {
-            Ok(slice) => {
+            Ok(mut slice) => {
+                self.purge = slice.purge.take();
                 self.log.extend(slice);
                 self.log.prune(now.saturating_sub(LOG_RETENTION_MS));
                 self.as_of = Some(self.as_of.map_or(started, |a| a.max(started)));
@@ -110,6 +114,16 @@ impl LogCache {
     /// Refreshes that succeeded.
     pub fn refreshes(&self) -> u64 {
         self.refreshes
+    }
+
+    /// The purge planner's state, only while this copy is within the bound at `now` (younger
+    /// than [`HARD_BOUND_MS`], its last refresh not failed since): an older outlook could hide a
+    /// planner that has fallen behind since.
+    pub fn purge_status(&self, now: Millis) -> Option<PurgeStatus> {
+        match self.state(now) {
+            LogState::Fresh | LogState::SoftStale => self.purge,
+            LogState::HardStale | LogState::Unavailable => None,
+        }
     }
 }
 
@@ -172,6 +186,19 @@ mod tests {
         c.begin_refresh(1_000);
         c.finish_refresh(1_000, Err::<LogSlice, _>("down"), 1_000);
         assert_eq!(c.state(1_100), LogState::Unavailable);
+    }
+
+    #[test]
+    fn the_purge_outlook_is_only_used_while_the_copy_is_within_the_bound() {
+        let mut c = LogCache::new();
+        let status = PurgeStatus { outlook_ms: Some(3_000), due: false };
+        c.begin_refresh(10_000);
+        c.finish_refresh::<()>(10_000, Ok(LogSlice { purge: Some(status), ..slice(1, 9_000) }), 10_200);
+        assert_eq!(c.purge_status(11_499), Some(status));
+        assert_eq!(c.purge_status(11_500), None, "too old");
+        c.begin_refresh(11_000);
+        c.finish_refresh(11_000, Err::<LogSlice, _>("down"), 11_100);
+        assert_eq!(c.purge_status(11_200), None, "the last refresh failed");
     }
 
     #[test]

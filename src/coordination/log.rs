@@ -82,6 +82,9 @@ pub struct LogSlice {
     pub seq: u64,
     /// Entries after the position asked for, oldest first.
     pub entries: Vec<LogEntry>,
+    /// The Workers Cache purge planner's state (from the coordinator; `None` from an older one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge: Option<crate::coordination::purges::PurgeStatus>,
 }
 
 /// The log itself, in memory (the per-isolate copy, and the model of the coordinator's table).
@@ -126,6 +129,7 @@ impl InvalidationLog {
         LogSlice {
             seq: self.seq,
             entries: self.entries.iter().filter(|e| e.seq > seq).cloned().collect(),
+            purge: None,
         }
     }
 

@@ -3,10 +3,12 @@
 //!
 //! | request | body | answer |
 //! |---|---|---|
-//! | `POST /record` | [`crate::coordination::log::NewEntry`] | [`Recorded`] |
-//! | `GET /log?since=N` | | [`crate::coordination::log::LogSlice`] |
+//! | `POST /record` | [`crate::coordination::purges::RecordRequest`] (a log entry, and its Workers Cache purge targets) | [`Recorded`] |
+//! | `GET /log?since=N` | | [`crate::coordination::log::LogSlice`] (with the purge planner's [`crate::coordination::purges::PurgeStatus`]) |
 //! | `POST /claim` | [`ClaimRequest`] | [`crate::coordination::claims::ClaimAnswer`] |
 //! | `POST /release` | [`ReleaseRequest`] | `{}` |
+//! | `POST /purge/take` | [`crate::coordination::purges::TakeRequest`] | [`crate::coordination::purges::Taken`] |
+//! | `POST /purge/done` | [`crate::coordination::purges::PurgeReport`] | `{}` |
 //!
 //! Errors are a non-2xx status with `{"error": "..."}`.
 

@@ -120,7 +120,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         if let Err(e) = &result {
             self.log_event(Level::Warn, "coordinator_log_failed", "", &format!("reading the invalidation log failed: {e}; relying on KV marks for now"));
         }
+        let purges_due = result.as_ref().is_ok_and(|slice| slice.purge.is_some_and(|p| p.due));
         self.isolate.log.borrow_mut().finish_refresh(started, result, self.clock.now_ms());
+        if purges_due {
+            self.help_purge();
+        }
     }
 
     async fn wait_for_refresh(&self) {
@@ -158,9 +162,10 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         matcher::verdict(log.entries(), &facts)
     }
 
-    /// Records `request` in the coordinator's log (at `at`), before the webhook answers.
-    /// `Ok(None)` without a coordinator.
-    pub(crate) async fn record_invalidation(&self, hosts: &[String], request: &Invalidation, at: Millis) -> Result<Option<u64>, CoordinatorError> {
+    /// Records `request` in the coordinator's log (at `at`), with its Workers Cache purge
+    /// targets (`purge`, empty when the mode is off), before the webhook answers. `Ok(None)`
+    /// without a coordinator.
+    pub(crate) async fn record_invalidation(&self, hosts: &[String], request: &Invalidation, at: Millis, purge: Vec<crate::tier::purge::PurgeTarget>) -> Result<Option<u64>, CoordinatorError> {
         let Some(coordinator) = &self.coordinator else {
             return Ok(None);
         };
@@ -179,7 +184,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         // This isolate's own copy learns it on its next refresh; the KV marks make this location
         // live at once anyway.
-        coordinator.record(entry).await.map(Some)
+        coordinator.record(entry, purge).await.map(Some)
     }
 
     /// Claims the regeneration of `meta`'s version of `key` worldwide.

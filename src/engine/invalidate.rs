@@ -83,16 +83,20 @@ impl InvalidationOutcome {
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Invalidates `request` for pages of `hosts`, as far as this invocation's KV budget goes;
     /// the rest, and the re-check pass, are queued.
+    /// With the Workers Cache mode on, the tier is purged through this isolate's planner (the
+    /// webhook's path plans it in the coordinator).
     pub async fn invalidate(&self, hosts: &[String], request: &Invalidation) -> InvalidationOutcome {
-        self.invalidate_at(hosts, request, self.clock.now_ms()).await
+        let at = self.clock.now_ms();
+        if let Some(targets) = self.tier_targets(hosts, request) {
+            self.purge_tier(targets, at, None);
+        }
+        self.invalidate_at(hosts, request, at).await
     }
 
     /// [`Engine::invalidate`] as of `at` (the time also recorded in the coordinator's log, so
     /// that a page marked in KV and a page matched by the log are the same page version).
+    /// The tier's purge is the caller's (`Engine::purge_tier`).
     pub async fn invalidate_at(&self, hosts: &[String], request: &Invalidation, at: u64) -> InvalidationOutcome {
-        if self.config.workers_cache {
-            self.purge_tier(hosts, request, at);
-        }
         let budget = OpBudget::new(OPS_PER_INVOCATION);
         let mut outcome = InvalidationOutcome {
             at,
@@ -174,6 +178,10 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     pub async fn run_queued(&self, job: Job) -> Result<String, String> {
         match job {
             Job::Sweep(job) => {
+                // Every invalidation's re-check (and continuation) also sends Workers Cache
+                // purges still due in the coordinator: a backstop that needs no visitor (a site
+                // whose views are all tier HITs runs no worker to hear of them otherwise).
+                self.help_purge();
                 let pass = job.pass;
                 let (report, queue_error) = self.run_sweep_job(job).await;
                 let summary = format!("invalidation job (pass {pass}) reached {} page(s), marked {}", report.pages, report.marked);

@@ -95,7 +95,8 @@ pub struct Isolate {
     pub failing_renders: backoff::FailingRenders,
     /// Counters of this isolate's answers and renders, written to KV once per interval.
     pub stats: stats::IsolateStats,
-    /// Workers Cache purges this isolate has still to send (mode on).
+    /// Workers Cache purges this isolate has still to send (mode on, and no coordinator to
+    /// plan them, or it could not record them).
     pub(crate) tier_planner: std::cell::RefCell<crate::tier::purge::PurgePlanner>,
     /// Whether the absence of `ctx.cache` was logged already.
     pub(crate) tier_said_unavailable: std::cell::Cell<bool>,
@@ -427,5 +428,7 @@ mod failure_tests;
 mod front_tests;
 #[cfg(test)]
 mod tier_tests;
+#[cfg(test)]
+mod tier_coordinated_tests;
 #[cfg(test)]
 mod hostile_tests;

@@ -52,10 +52,21 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// after KV's propagation, have it).
     pub(crate) async fn invalidate_and_answer(&self, hosts: &[String], invalidation: &Invalidation) -> Response {
         let at = self.clock.now_ms();
-        let recorded = self.record_invalidation(hosts, invalidation, at).await;
+        let targets = self.tier_targets(hosts, invalidation);
+        let recorded = self.record_invalidation(hosts, invalidation, at, targets.clone().unwrap_or_default()).await;
+        let tier_via = targets.map(|targets| {
+            let seq = recorded.as_ref().ok().copied().flatten();
+            self.purge_tier(targets, at, seq);
+            if seq.is_some() { "coordinator" } else { "isolate" }
+        });
         let outcome = self.invalidate_at(hosts, invalidation, at).await;
         self.end_back_offs();
         let mut answer = outcome.to_json(invalidation.mode);
+        if let Some(via) = tier_via {
+            // Who plans the Workers Cache purge: the coordinator (within the Worker's rate
+            // limit, never lost), or this isolate alone (best effort).
+            answer["tier_purge"] = via.into();
+        }
         match recorded {
             Ok(seq) => {
                 if let Some(seq) = seq {

@@ -1,5 +1,7 @@
 //! The Workers Cache mode (`WORKERS_CACHE = "on"`) in the engine: the tier's fields on every
-//! answer, and a purge of the tier for every invalidation (the rules are in [`crate::tier`]).
+//! answer, and a purge of the tier for every invalidation (the rules are in [`crate::tier`]):
+//! through the coordinator's purge planner when one is bound
+//! ([`crate::coordination::purges`]), else through this isolate's own.
 
 use super::Engine;
 use crate::http::{Headers, Request, Response};
@@ -10,7 +12,7 @@ use crate::runtime::log::Level;
 use crate::runtime::origin::Origin;
 use crate::store::KvStore;
 use crate::tier::headers::{apply_tier_headers, tier_verdict, NoStoreReason, PurgeOutlook, TierAnswer, TierSettings, TierVerdict, TIER_CACHE_CONTROL};
-use crate::tier::purge::targets_of;
+use crate::tier::purge::{targets_of, PurgeTarget};
 use crate::tier::tags::{answer_cache_tags, key_path};
 use std::rc::Rc;
 
@@ -22,12 +24,20 @@ pub const TIER_TEST_ROUTE: &str = "/__isr/test/tier-purges";
 const DRAIN_WINDOW_MS: u64 = 25_000;
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
-    /// What purges are known to promise here. The planner of this isolate knows only the
-    /// invalidations this isolate took, and other locations learn of an invalidation only with
-    /// KV's propagation: so copies are kept short ([`PurgeOutlook::Unknown`]) until the planner
-    /// lives in the coordinator (see the README, "Deploy").
+    /// What purges are known to promise here: the coordinator's purge planner's outlook, as
+    /// this isolate's copy of the log carries it, while that copy is within the coordinator's
+    /// bound. [`PurgeOutlook::Unknown`] (copies kept short) without a coordinator (this
+    /// isolate's own planner knows only its own webhooks, and other locations learn of an
+    /// invalidation only with KV's propagation), without `ctx.cache`, while the coordinator
+    /// does not answer, and while its purges fail.
     fn tier_outlook(&self) -> PurgeOutlook {
-        PurgeOutlook::Unknown
+        if self.coordinator.is_none() || !self.purger.as_ref().is_some_and(|p| p.available()) {
+            return PurgeOutlook::Unknown;
+        }
+        match self.isolate.log.borrow().purge_status(self.clock.now_ms()) {
+            Some(status) => status.outlook(),
+            None => PurgeOutlook::Unknown,
+        }
     }
 
     /// Sets the tier's fields on the answer built from a stored page (mode on).
@@ -62,18 +72,19 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }
     }
 
-    /// Purges the tier of what `invalidation` names (mode on): the targets join this isolate's
-    /// planner, which sends them in the background within Workers Cache's limits (2 s after
-    /// the invalidation, batched, retried) for as long as this invocation may run.
-    pub(crate) fn purge_tier(&self, hosts: &[String], invalidation: &Invalidation, at: u64) {
-        let Some(purger) = self.purger.clone() else {
-            return;
-        };
+    /// The tier's purge targets for `invalidation` (its tags, its paths as the page's path tags,
+    /// its prefixes): `None` when the mode is off or `ctx.cache` is absent (said once), so that
+    /// nothing is planned that nobody could send.
+    pub(crate) fn tier_targets(&self, hosts: &[String], invalidation: &Invalidation) -> Option<Vec<PurgeTarget>> {
+        if !self.config.workers_cache {
+            return None;
+        }
+        let purger = self.purger.as_ref()?;
         if !purger.available() {
             if !self.isolate.tier_said_unavailable.replace(true) {
                 self.log_event(Level::Warn, "workers_cache_unavailable", "", "WORKERS_CACHE is on but ctx.cache is absent (wrangler dev, or an older compatibility date): nothing is purged, and copies are kept short");
             }
-            return;
+            return None;
         }
         let host = hosts.first().cloned().unwrap_or_else(|| "localhost".into());
         let paths: Vec<String> = invalidation
@@ -83,23 +94,69 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             .map(|k| key_path(&k))
             .collect();
         let prefixes: Vec<String> = invalidation.prefixes.iter().map(|p| crate::rules::key::normalise_path(p, crate::rules::config::TrailingSlash::Keep)).collect();
-        let targets = targets_of(
+        Some(targets_of(
             invalidation.tags.iter().map(String::as_str),
             paths.iter().map(String::as_str),
             prefixes.iter().map(String::as_str),
-        );
-        self.isolate.tier_planner.borrow_mut().add(targets, at);
+        ))
+    }
+
+    /// Sends the purges of an invalidation in the background, within Workers Cache's limits
+    /// (2 s after it, batched, retried), for as long as this invocation may run:
+    /// - `recorded` (its log position): the coordinator's planner has the targets; this
+    ///   invocation takes and sends due requests until its own are purged, and whatever it
+    ///   cannot finish is sent later by any isolate whose log refresh hears it is due;
+    /// - `None` (no coordinator, or it could not record them): this isolate's own planner, best
+    ///   effort (its rate limit counts this isolate's calls only).
+    pub(crate) fn purge_tier(&self, targets: Vec<PurgeTarget>, at: u64, recorded: Option<u64>) {
+        let Some(purger) = self.purger.clone() else {
+            return;
+        };
+        let clock = self.clock.clone();
+        let logger = self.logger.clone();
+        let deadline = clock.now_ms() + DRAIN_WINDOW_MS;
+        let coordinated = recorded.and(self.coordinator.clone());
+        if coordinated.is_none() {
+            self.isolate.tier_planner.borrow_mut().add(targets, at);
+        }
         let isolate = self.isolate.clone();
+        self.background.spawn(Box::pin(async move {
+            let (report, via) = match coordinated {
+                Some(coordinator) => {
+                    // Nothing is due before the settle time (counted by the coordinator from
+                    // when it stored the entry, which was before now): one request saved.
+                    clock.sleep(crate::tier::purge::SETTLE_MS).await;
+                    (crate::coordination::purges::drain_through(&*coordinator, &*purger, &*clock, recorded, deadline).await, "the coordinator")
+                }
+                None => (crate::tier::send::drain(&isolate.tier_planner, &*purger, &*clock, deadline).await, "this isolate"),
+            };
+            let level = if report.left > 0 || report.failed > 0 { Level::Warn } else { Level::Info };
+            logger.log(
+                level,
+                &format!("Workers Cache purge (planned by {via}): {} request(s) sent, {} failed, {} target(s) still pending", report.sent, report.failed, report.left),
+            );
+        }));
+    }
+
+    /// After a log refresh that heard the coordinator has purge requests due: takes and sends
+    /// them once, in the background (so that a purge outlives the invocation that recorded it:
+    /// the webhook's `waitUntil` may have ended, or its isolate gone, before a token came).
+    pub(crate) fn help_purge(&self) {
+        if !self.config.workers_cache {
+            return;
+        }
+        let (Some(coordinator), Some(purger)) = (self.coordinator.clone(), self.purger.clone()) else {
+            return;
+        };
         let clock = self.clock.clone();
         let logger = self.logger.clone();
         self.background.spawn(Box::pin(async move {
             let deadline = clock.now_ms() + DRAIN_WINDOW_MS;
-            let report = crate::tier::send::drain(&isolate.tier_planner, &*purger, &*clock, deadline).await;
-            let level = if report.left > 0 || report.failed > 0 { Level::Warn } else { Level::Info };
-            logger.log(
-                level,
-                &format!("Workers Cache purge: {} request(s) sent, {} failed, {} target(s) still pending", report.sent, report.failed, report.left),
-            );
+            let report = crate::coordination::purges::drain_through(&*coordinator, &*purger, &*clock, None, deadline).await;
+            if report.sent > 0 || report.failed > 0 {
+                let level = if report.failed > 0 { Level::Warn } else { Level::Info };
+                logger.log(level, &format!("Workers Cache purge (due, sent by a log refresh): {} request(s) sent, {} failed", report.sent, report.failed));
+            }
         }));
     }
 

@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use crate::testing::config_with as config;
 
-fn webhook(body: serde_json::Value) -> Request {
+pub(super) fn webhook(body: serde_json::Value) -> Request {
     let mut req = Request::new("POST", "https://site.test/api/revalidate")
         .with_header("authorization", "Bearer s3cret")
         .with_header("content-type", "application/json");
@@ -195,8 +195,8 @@ fn without_ctx_cache_nothing_is_purged_and_nothing_breaks() {
 /// [`crate::runtime::clock::ManualClock`]'s do), so that background purges wait for their
 /// settle time and tokens while visitors keep coming.
 #[derive(Clone, Default)]
-struct SimClock {
-    now: Rc<std::cell::Cell<u64>>,
+pub(super) struct SimClock {
+    pub(super) now: Rc<std::cell::Cell<u64>>,
     sleepers: Rc<std::cell::RefCell<Vec<(u64, std::task::Waker)>>>,
 }
 
@@ -217,7 +217,7 @@ impl std::future::Future for Sleep {
 }
 
 impl SimClock {
-    fn advance(&self, ms: u64) {
+    pub(super) fn advance(&self, ms: u64) {
         self.now.set(self.now.get() + ms);
         let now = self.now.get();
         let due: Vec<std::task::Waker> = {
@@ -324,7 +324,7 @@ fn in_front_of_the_engine_no_tier_copy_outlives_the_purge_bound_under_100_publis
         for loc in 0..LOCATIONS {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let r = (seed >> 33) as usize;
-            let path = if r % 4 == 0 { "/".to_string() } else { format!("/blog/p{}", (r / 4) % 100) };
+            let path = if r.is_multiple_of(4) { "/".to_string() } else { format!("/blog/p{}", (r / 4) % 100) };
             kv.begin_invocation();
             let e = engine(loc);
             let t = tier.clone();

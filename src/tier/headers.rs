@@ -16,7 +16,8 @@
 //!   `/blog/~`) would escape a `pathPrefixes` purge; a page with unknown or too many tags would
 //!   escape a tag purge.
 //! - When purges cannot be promised within [`PURGE_BOUND_MS`] (the planner is backlogged or
-//!   failing, or its state is not known: no coordinator), the lifetime is capped
+//!   failing, or its state is not known: no coordinator, or the isolate's copy of the
+//!   coordinator's outlook is older than the log's 1.5 s bound), the lifetime is capped
 //!   ([`UNPURGEABLE_LIFETIME_S`]) and nothing stale is allowed: the copy then ends by itself
 //!   within the bound, as a purge would have ended it. The tier never holds a page it cannot be rid of in time.
 //!

@@ -317,6 +317,7 @@ pub struct ModelPurger {
     tier: TierModel,
     available: Rc<RefCell<bool>>,
     failing: Rc<RefCell<bool>>,
+    hanging: Rc<RefCell<bool>>,
 }
 
 impl ModelPurger {
@@ -326,6 +327,7 @@ impl ModelPurger {
             tier,
             available: Rc::new(RefCell::new(true)),
             failing: Rc::new(RefCell::new(false)),
+            hanging: Rc::new(RefCell::new(false)),
         }
     }
 
@@ -338,6 +340,13 @@ impl ModelPurger {
     pub fn set_failing(&self, failing: bool) {
         *self.failing.borrow_mut() = failing;
     }
+
+    /// Makes every purge call started from now on never end (`true`): the invocation sending it
+    /// died (its isolate evicted, its `waitUntil` cut off); nothing is purged and nothing is
+    /// reported.
+    pub fn set_hanging(&self, hanging: bool) {
+        *self.hanging.borrow_mut() = hanging;
+    }
 }
 
 impl CachePurger for ModelPurger {
@@ -347,6 +356,9 @@ impl CachePurger for ModelPurger {
 
     fn purge<'a>(&'a self, request: &'a PurgeRequest) -> LocalBoxFuture<'a, Result<(), PurgeError>> {
         Box::pin(async move {
+            if *self.hanging.borrow() {
+                std::future::pending::<()>().await;
+            }
             if *self.failing.borrow() {
                 return Err(PurgeError::Failed("modelled outage".into()));
             }

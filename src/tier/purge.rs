@@ -21,11 +21,12 @@
 //!
 //! Where it lives: the rate limit is per Worker, across every location, so the planner must be
 //! one object: the coordinator Durable Object keeps it (it is plain data, `serde`-encoded in the
-//! object's storage, and every method takes `now`). The object hands due requests to the
-//! invocation that asks for them, which calls `ctx.cache.purge` (a purge is scoped to the
-//! entrypoint that calls it, so it must be the worker's own fetch/queue handler, not the
-//! object) and reports the outcome. Without a coordinator, the webhook's own invocation keeps
-//! a planner for its invalidation (see the README: best effort, with tier lifetimes capped).
+//! object's storage, and every method takes `now`; see [`crate::coordination::purges`]). The
+//! object hands due requests to the invocation that asks for them, which calls
+//! `ctx.cache.purge` (a purge is scoped to the entrypoint that calls it, so it must be the
+//! worker's own fetch/queue handler, not the object) and reports the outcome. Without a
+//! coordinator, the webhook's own invocation keeps a planner for its invalidation (see the
+//! README: best effort, with tier lifetimes capped).
 
 use crate::runtime::clock::Millis;
 use crate::tier::tags::{path_tag, tier_tag};
@@ -49,19 +50,25 @@ pub const PURGE_BOUND_MS: u64 = SETTLE_MS + TOKEN_INTERVAL_MS + PURGE_LATENCY_MS
 /// How long after a failed request its targets are due again (a rate-limit answer means a token
 /// is missing; any other failure is not retried in a tight loop).
 pub const RETRY_AFTER_FAILURE_MS: u64 = 3_000;
-/// How long a handed-out request may go unreported before its targets are due again (a
-/// `waitUntil` lasts 30 s at most).
-pub const LEASE_MS: u64 = 30_000;
+/// How long a handed-out request may go unreported before its targets are due again. Sending
+/// one is one `ctx.cache.purge` call and one report to the coordinator: 10 s is ample, and an
+/// invocation that died holding it (its isolate evicted, its `waitUntil` cut off) delays those
+/// targets by 10 s, not by the 30 s a `waitUntil` may last. A sender slower than that only
+/// makes the targets go out twice (one token more).
+pub const LEASE_MS: u64 = 10_000;
 /// Most targets kept pending; beyond, they are replaced by one purge-everything target (memory
 /// and Durable Object storage stay bounded; 25 full requests' worth).
 pub const MAX_PENDING_TARGETS: usize = MAX_TARGETS_PER_REQUEST * BURST as usize;
 
 /// One thing to purge.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PurgeTarget {
     /// A `Cache-Tag` value (already mapped, [`crate::tier::tags`]).
     Tag(String),
-    /// A URL path prefix.
+    /// A URL path prefix, without scheme or host: Workers Cache matches `pathPrefixes` against
+    /// the request's path only (its cache key has no host; "Purging the cache", Cloudflare's
+    /// docs, checked 2026-12-03: `https://example.com/blog/` would match nothing).
     PathPrefix(String),
     /// Everything the tier holds for this worker.
     Everything,
@@ -206,6 +213,10 @@ struct Pending {
     due_at: Millis,
     /// When its invalidation took effect (for the outlook).
     since: Millis,
+    /// The invalidation's position in the coordinator's log (0: none), so that the invocation
+    /// that took it can tell when its own purges are done.
+    #[serde(default)]
+    seq: u64,
 }
 
 /// A purge request handed to an invocation to send.
@@ -275,22 +286,48 @@ impl PurgePlanner {
 
     /// Adds the targets of an invalidation that took effect at `at`.
     pub fn add(&mut self, targets: Vec<PurgeTarget>, at: Millis) {
+        self.add_numbered(targets, at, 0);
+    }
+
+    /// [`PurgePlanner::add`] for the invalidation at position `seq` of the coordinator's log.
+    pub fn add_numbered(&mut self, targets: Vec<PurgeTarget>, at: Millis, seq: u64) {
         let due_at = at + SETTLE_MS;
         for target in targets {
             let already = self.pending.iter().any(|p| p.target == target && p.due_at == due_at);
             if !already {
-                self.pending.push(Pending { target, due_at, since: at });
+                self.pending.push(Pending { target, due_at, since: at, seq });
             }
         }
         if self.pending.len() > MAX_PENDING_TARGETS {
             let due_at = self.pending.iter().map(|p| p.due_at).max().unwrap_or(due_at);
             let since = self.pending.iter().map(|p| p.since).min().unwrap_or(at);
+            let seq = self.pending.iter().map(|p| p.seq).max().unwrap_or(seq);
             self.pending.clear();
             self.pending.push(Pending {
                 target: PurgeTarget::Everything,
                 due_at,
                 since,
+                seq,
             });
+        }
+    }
+
+    /// Whether a target of an invalidation at position `seq` or before is not yet purged
+    /// (pending, or handed out and not acknowledged).
+    pub fn waiting_upto(&self, seq: u64) -> bool {
+        self.pending.iter().chain(self.leases.iter().flat_map(|l| &l.covers)).any(|p| p.seq <= seq)
+    }
+
+    /// When the invocation waiting for the invalidations up to position `seq` should ask again:
+    /// when one of their pending targets is due and a token is there, or when a lease holding
+    /// one of them runs out. `None` when none of them waits.
+    pub fn next_wake_upto(&mut self, now: Millis, seq: u64) -> Option<Millis> {
+        let lease = self.leases.iter().filter(|l| l.covers.iter().any(|p| p.seq <= seq)).map(|l| l.until).min();
+        let due = self.pending.iter().filter(|p| p.seq <= seq).map(|p| p.due_at).min();
+        let send = due.map(|d| d.max(now)).map(|d| d.max(self.bucket.next_token_at(d)));
+        match (send, lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -457,7 +494,15 @@ impl PurgePlanner {
             }
         }
         let at = bucket.next_token_at(due);
-        let oldest_wait = self.pending.iter().map(|p| now.saturating_sub(p.since)).max().unwrap_or(0);
+        // Handed-out targets count too: a sender that died holding them shows here as their
+        // growing wait, before its lease runs out.
+        let oldest_wait = self
+            .pending
+            .iter()
+            .chain(self.leases.iter().flat_map(|l| &l.covers))
+            .map(|p| now.saturating_sub(p.since))
+            .max()
+            .unwrap_or(0);
         PurgeOutlook::Within((at - now + PURGE_LATENCY_MS).max(oldest_wait))
     }
 }

@@ -1,6 +1,7 @@
 //! Sending the planner's purge requests: the runtime boundary ([`CachePurger`], implemented on
-//! `ctx.cache` by the adapter and by the tier model in tests) and the loop that drains a planner
-//! within one invocation's time.
+//! `ctx.cache` by the adapter and by the tier model in tests) and the loop that drains an
+//! isolate's own planner within one invocation's time (without a coordinator; with one, the
+//! loop is [`crate::coordination::purges::drain_through`]).
 
 use crate::runtime::clock::{Clock, Millis};
 use crate::tier::purge::{PurgeError, PurgePlanner, PurgeRequest};

@@ -6,7 +6,7 @@
 //! The edge-isr side here is a small model (one strongly consistent store, each location
 //! learning of an invalidation up to [`SETTLE_MS`] after it, as the coordinator's log cache
 //! does), so that the tier's own rules are what is under test; the same proof over the real
-//! engine is in the engine's tests once the mode is wired.
+//! engine, with the planner in the coordinator, is `engine::tier_coordinated_tests`.
 
 use crate::http::{Request, Response};
 use crate::rules::state::CacheState;
