@@ -1,6 +1,7 @@
-// CPU profile of one worker in `wrangler dev` while wrk loads one URL (not part of `make bench`;
-// used for BENCHMARKS.md's "what limits the peer's figure"). Node >= 22 (its WebSocket takes
-// headers: wrangler's inspector proxy wants an Origin header).
+// CPU profile of one worker in `wrangler dev` while wrk loads one URL. `make bench` uses
+// `profileOnce` for its "isolate CPU per HIT" rows (edge-isr's HIT against the JS baseline's);
+// run by hand, it prints the functions with the most self time too. Node >= 22 (its WebSocket
+// takes headers: wrangler's inspector proxy wants an Origin header).
 //
 //   node bench/profile.mjs <inspector port> <url> [seconds=5] [profile.json]
 //
@@ -8,64 +9,83 @@
 // wrk's throughput, the isolate's idle share, its busy (non-idle) time per request, and the
 // functions with the most self time; writes the .cpuprofile (open it in Chrome DevTools) if asked.
 // The profiler itself costs throughput: compare systems profiled the same way, not with the bench.
+// Busy time is sampled wall time while the isolate runs: on a loaded machine, time the isolate's
+// thread waits for a core counts too, so compare systems profiled alternately, in one run.
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import { pathToFileURL } from "node:url";
 
-const [port, url, secs = "5", out] = process.argv.slice(2);
-if (!port || !url) {
-  console.error("usage: node bench/profile.mjs <inspector port> <url> [seconds] [profile.json]");
-  process.exit(2);
-}
-const targets = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
-const target = targets.find((t) => t.webSocketDebuggerUrl);
-if (!target) throw new Error(`no inspector target on port ${port}`);
-const ws = new WebSocket(target.webSocketDebuggerUrl, { headers: { Origin: "http://127.0.0.1" } });
-await new Promise((resolve, reject) => {
-  ws.onopen = resolve;
-  ws.onerror = () => reject(new Error(`cannot connect to ${target.webSocketDebuggerUrl}`));
-});
-let nextId = 0;
-const pending = new Map();
-ws.onmessage = (m) => {
-  const d = JSON.parse(m.data);
-  if (d.id && pending.has(d.id)) {
-    pending.get(d.id)(d);
-    pending.delete(d.id);
-  }
-};
-const call = (method, params = {}) =>
-  new Promise((resolve) => {
-    const id = ++nextId;
-    pending.set(id, resolve);
-    ws.send(JSON.stringify({ id, method, params }));
+/**
+ * Profiles the isolate behind inspector `port` while wrk loads `url` for `secs` seconds (1
+ * thread, 10 connections, as the bench). Returns wrk's throughput and request count, the
+ * isolate's busy time per request, its idle share, the self time by function, and the profile.
+ */
+export async function profileOnce(port, url, secs = 5) {
+  const targets = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
+  const target = targets.find((t) => t.webSocketDebuggerUrl);
+  if (!target) throw new Error(`no inspector target on port ${port}`);
+  const ws = new WebSocket(target.webSocketDebuggerUrl, { headers: { Origin: "http://127.0.0.1" } });
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error(`cannot connect to ${target.webSocketDebuggerUrl}`));
   });
+  let nextId = 0;
+  const pending = new Map();
+  ws.onmessage = (m) => {
+    const d = JSON.parse(m.data);
+    if (d.id && pending.has(d.id)) {
+      pending.get(d.id)(d);
+      pending.delete(d.id);
+    }
+  };
+  const call = (method, params = {}) =>
+    new Promise((resolve) => {
+      const id = ++nextId;
+      pending.set(id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
 
-await call("Profiler.enable");
-await call("Profiler.setSamplingInterval", { interval: 200 });
-await call("Profiler.start");
-const w = spawnSync("wrk", ["-t1", "-c10", `-d${secs}s`, "--latency", url], { encoding: "utf8", timeout: (Number(secs) + 30) * 1000 });
-const profile = (await call("Profiler.stop")).result.profile;
-ws.close();
-if (out) fs.writeFileSync(out, JSON.stringify(profile));
+  await call("Profiler.enable");
+  await call("Profiler.setSamplingInterval", { interval: 200 });
+  await call("Profiler.start");
+  const w = spawnSync("wrk", ["-t1", "-c10", `-d${secs}s`, "--latency", url], { encoding: "utf8", timeout: (Number(secs) + 30) * 1000 });
+  const profile = (await call("Profiler.stop")).result.profile;
+  ws.close();
 
-const requests = Number((w.stdout.match(/(\d+) requests in/) || [])[1]);
-const rps = (w.stdout.match(/Requests\/sec:\s*([\d.]+)/) || [])[1];
-const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-const self = new Map();
-let all = 0;
-let idle = 0;
-profile.samples.forEach((s, i) => {
-  const dt = profile.timeDeltas[i] || 0;
-  const f = byId.get(s).callFrame;
-  all += dt;
-  if (f.functionName === "(idle)") idle += dt;
-  const name = `${f.functionName || "(anonymous)"} ${f.url ? `${f.url.split("/").pop()}:${f.lineNumber + 1}` : ""}`.trim();
-  self.set(name, (self.get(name) || 0) + dt);
-});
-console.log(`${url}: ${rps} req/s (${requests} requests, profiler attached)`);
-console.log(`isolate: ${(all / 1e6).toFixed(2)} s profiled, idle ${((100 * idle) / all).toFixed(1)} %, busy ${((all - idle) / 1000 / requests).toFixed(2)} ms per request`);
-console.log("self time:");
-for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
-  console.log(`  ${((100 * t) / all).toFixed(1).padStart(5)} %  ${name}`);
+  const requests = Number((w.stdout.match(/(\d+) requests in/) || [])[1]);
+  const rps = Number((w.stdout.match(/Requests\/sec:\s*([\d.]+)/) || [])[1]);
+  if (!requests) throw new Error(`wrk ${url} gave no requests: ${w.stderr}${w.stdout}`);
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  let all = 0;
+  let idle = 0;
+  profile.samples.forEach((s, i) => {
+    const dt = profile.timeDeltas[i] || 0;
+    const f = byId.get(s).callFrame;
+    all += dt;
+    if (f.functionName === "(idle)") idle += dt;
+    const name = `${f.functionName || "(anonymous)"} ${f.url ? `${f.url.split("/").pop()}:${f.lineNumber + 1}` : ""}`.trim();
+    self.set(name, (self.get(name) || 0) + dt);
+  });
+  return {
+    rps, requests, profiled_us: all, idle_share: idle / all,
+    busy_ms_per_request: (all - idle) / 1000 / requests,
+    self: [...self].sort((a, b) => b[1] - a[1]).map(([name, us]) => ({ name, share: us / all })),
+    profile,
+  };
 }
-process.exit(0);
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const [port, url, secs = "5", out] = process.argv.slice(2);
+  if (!port || !url) {
+    console.error("usage: node bench/profile.mjs <inspector port> <url> [seconds] [profile.json]");
+    process.exit(2);
+  }
+  const p = await profileOnce(port, url, secs);
+  if (out) fs.writeFileSync(out, JSON.stringify(p.profile));
+  console.log(`${url}: ${p.rps} req/s (${p.requests} requests, profiler attached)`);
+  console.log(`isolate: ${(p.profiled_us / 1e6).toFixed(2)} s profiled, idle ${(100 * p.idle_share).toFixed(1)} %, busy ${p.busy_ms_per_request.toFixed(2)} ms per request`);
+  console.log("self time:");
+  for (const { name, share } of p.self.slice(0, 15)) console.log(`  ${(100 * share).toFixed(1).padStart(5)} %  ${name}`);
+  process.exit(0);
+}

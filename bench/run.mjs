@@ -21,7 +21,8 @@
 // BENCH_CONNECTIONS (10), BENCH_THREADS (1), BENCH_SIZES (2k,50k,1m),
 // BENCH_INVALIDATE (page counts, "1000,10000"; empty skips), BENCH_OUT (where results go),
 // BENCH_PAIRS (paired runs per comparison and size, 7; 0 skips them), BENCH_PAIR_DURATION (3),
-// BENCH_PEER (0 leaves the peer out). BENCH_PEER_MISSING (set by bench.sh when the peer's install
+// BENCH_PEER (0 leaves the peer out), BENCH_PROFILES (profiled pairs per size for the isolate CPU
+// per HIT, 3; 0 skips them). BENCH_PEER_MISSING (set by bench.sh when the peer's install
 // or build failed) says why the peer is missing: the rest runs, and the peer is reported missing.
 
 import { spawn, spawnSync } from "node:child_process";
@@ -31,6 +32,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as delay } from "node:timers/promises";
+import { profileOnce } from "./profile.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BENCH = path.join(ROOT, "bench");
@@ -68,6 +70,8 @@ const CFG = {
   // The goals' ratios (HIT against the baseline, STALE against HIT) from back-to-back pairs of runs.
   pairs: int(process.env.BENCH_PAIRS, 7),
   pairDuration: int(process.env.BENCH_PAIR_DURATION, 3),
+  // Isolate CPU per HIT: profiled pairs (edge-isr's HIT, the baseline's) per size; 0 skips them.
+  profiles: int(process.env.BENCH_PROFILES, 3),
 };
 const SIZE_BYTES = { "2k": 2048, "50k": 51200, "1m": 1048576 };
 // Each MISS stores a page: cap the pages one MISS run may create (per run, all threads).
@@ -264,7 +268,7 @@ async function startWrangler(name, config, extra, readyPath, { wrangler = WRANGL
   const startup = performance.now() - t0;
   const t1 = performance.now();
   await http(url + readyPath);
-  return { name, url, persist, startup_ms: startup, listening_ms: listening, first_request_ms: first, second_request_ms: performance.now() - t1 };
+  return { name, url, inspector, persist, startup_ms: startup, listening_ms: listening, first_request_ms: first, second_request_ms: performance.now() - t1 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,6 +342,39 @@ async function pairedRuns(runs, runOnce) {
       say(`  ${size} ${name}: req/s ${fmtRatio(row.rps_ratio)} (${fmtRatio(row.rps_ratio_range[0])}-${fmtRatio(row.rps_ratio_range[1])}), p50 ${fmtRatio(row.p50_ratio)}`);
       out.push(row);
     }
+  }
+  return out;
+}
+
+/**
+ * Isolate CPU per HIT, as the goal is defined ("profiled"): bench/profile.mjs's busy time per
+ * request of edge-isr's HIT and of the baseline's, `CFG.profiles` back-to-back pairs of
+ * `CFG.pairDuration`-second runs per size (order swapped every other pair); the figure is the
+ * median of the pairs' ratios. The profiler is attached only to the isolate it measures.
+ */
+async function cpuPairs(runs, servers) {
+  const out = [];
+  if (CFG.profiles <= 0) return out;
+  say(`isolate CPU: ${CFG.profiles} profiled pairs of ${CFG.pairDuration} s per size`);
+  for (const size of CFG.sizes) {
+    const edge = runs.find((r) => r.size === size && r.sys === "edge-isr" && r.state === "HIT");
+    const base = runs.find((r) => r.size === size && r.sys === "baseline-kv (JS)" && r.state === "HIT");
+    const pairs = [];
+    for (let i = 0; i < CFG.profiles; i++) {
+      const got = {};
+      for (const [key, r, s] of i % 2 ? [["base", base, servers.baseline], ["edge", edge, servers.edge]] : [["edge", edge, servers.edge], ["base", base, servers.baseline]]) {
+        const p = await profileOnce(s.inspector, r.url, CFG.pairDuration);
+        got[key] = { busy_ms_per_request: p.busy_ms_per_request, idle_share: p.idle_share, rps: p.rps };
+      }
+      pairs.push({ ...got, ratio: got.edge.busy_ms_per_request / got.base.busy_ms_per_request });
+    }
+    const ratios = pairs.map((p) => p.ratio);
+    const row = {
+      size, pairs, ratio: median(ratios), ratio_range: [Math.min(...ratios), Math.max(...ratios)],
+      edge_ms: median(pairs.map((p) => p.edge.busy_ms_per_request)), base_ms: median(pairs.map((p) => p.base.busy_ms_per_request)),
+    };
+    say(`  ${size}: ${row.edge_ms.toFixed(2)} ms against ${row.base_ms.toFixed(2)} ms per HIT, ${fmtRatio(row.ratio)} (${fmtRatio(row.ratio_range[0])}-${fmtRatio(row.ratio_range[1])})`);
+    out.push(row);
   }
   return out;
 }
@@ -517,6 +554,7 @@ async function main() {
     }
   }
   results.pairs = await pairedRuns(runs, runOnce);
+  results.cpu = await cpuPairs(runs, servers);
   results.warnings = warnings;
   for (const r of runs) if (r.optional && !r.samples) warnings.push(`${r.size} ${r.sys}: no run succeeded, so no figure`);
   results.load = runs.filter((r) => r.samples).map((r) => ({
@@ -831,8 +869,15 @@ function report(R) {
         fmtRatio(p.p50_ratio), `${fmtRatio(p.p50_ratio_range[0])}-${fmtRatio(p.p50_ratio_range[1])}`,
         fmtInt(median(p.pairs.map((x) => x.a_rps))), fmtInt(median(p.pairs.map((x) => x.b_rps)))])), "");
   }
+  if ((R.cpu || []).length) {
+    L.push("### Isolate CPU per HIT (profiled)", "");
+    L.push(`bench/profile.mjs's busy time per request (V8's sampling profiler on the worker's isolate, 200 us interval; the profiler's own cost is in both), edge-isr's HIT and the baseline's alternately, ${R.config.profiles} back-to-back pairs of ${R.config.pairDuration} s per size; the ratio of each pair, the median and the range.`, "");
+    L.push(table(["size", "edge-isr ms/HIT (median)", "baseline ms/HIT (median)", "ratio, median", "range"],
+      R.cpu.map((c) => [c.size, c.edge_ms.toFixed(2), c.base_ms.toFixed(2), fmtRatio(c.ratio), `${fmtRatio(c.ratio_range[0])}-${fmtRatio(c.ratio_range[1])}`])), "");
+  }
   L.push("### Goals", "");
   const goals = [];
+  for (const c of R.cpu || []) goals.push([`isolate CPU per HIT <= 1.1x baseline (${c.size}, profiled pairs)`, fmtRatio(c.ratio), c.ratio <= 1.1 ? "met" : "MISSED"]);
   for (const size of R.config.sizes) {
     // From the paired runs when there are any (see pairedRuns), else from the rounds' medians.
     const pair = (name) => (R.pairs || []).find((p) => p.size === size && p.name === name);
