@@ -66,18 +66,18 @@ impl JsRequestBody {
 }
 
 impl StreamingBody for JsRequestBody {
-    fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<bytes::Bytes, ReadError>> {
+    fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<Body, ReadError>> {
         Box::pin(async move {
             let failed = |e: JsValue| ReadError::Failed(js::error_message(&e));
             let declared = self.0.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
             if declared.is_some_and(|n| n <= limit as u64) {
                 // The runtime holds the request to its declared length: read it whole.
                 let buffer = JsFuture::from(self.0.array_buffer().map_err(failed)?).await.map_err(failed)?;
-                return Ok(Uint8Array::new(&buffer).to_vec().into());
+                return Ok(Body::external(Rc::new(JsBytes(Uint8Array::new(&buffer)))));
             }
             // No (or a larger) declared length: read chunk by chunk, stopping past the limit.
             let Some(stream) = self.0.body() else {
-                return Ok(bytes::Bytes::new());
+                return Ok(Body::new());
             };
             let get_reader: js_sys::Function = js::get(&stream, "getReader").map_err(failed)?.dyn_into().map_err(failed)?;
             let reader = get_reader.call0(&stream).map_err(failed)?;
@@ -88,7 +88,7 @@ impl StreamingBody for JsRequestBody {
                     Err(e) => break Err(failed(e)),
                 };
                 if js::get(&chunk, "done").map(|d| d.is_truthy()).unwrap_or(true) {
-                    break Ok(out.into());
+                    break Ok(Body::from(out));
                 }
                 let Ok(value) = js::get(&chunk, "value").and_then(|v| v.dyn_into::<Uint8Array>().map_err(JsValue::from)) else {
                     break Err(ReadError::Failed("the request body stream gave a chunk that is not bytes".into()));

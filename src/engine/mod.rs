@@ -511,3 +511,5 @@ mod front_tests;
 mod tier_tests;
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod stream_tests;

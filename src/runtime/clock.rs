@@ -21,32 +21,59 @@ pub trait Clock {
     /// request is doing. Workers cancel a request that awaits another request's I/O (it looks
     /// hung), so a visitor waiting for a render started by another visitor polls instead.
     fn pause(&self) -> LocalBoxFuture<'static, ()>;
+    /// A time limit racing other work: completes once `ms` have passed. Unlike
+    /// [`Clock::sleep`], it never moves a test's clock: [`ManualClock`]'s completes when the test
+    /// advances the clock past it. By default, [`Clock::sleep`] (a real timer).
+    fn deadline(&self, ms: u64) -> LocalBoxFuture<'static, ()> {
+        self.sleep(ms)
+    }
 }
 
 /// A clock that only moves when told to. Cloning shares the same time.
-#[derive(Clone, Debug, Default)]
-pub struct ManualClock(Rc<Cell<Millis>>);
+#[derive(Clone, Default)]
+pub struct ManualClock(Rc<Cell<Millis>>, Rc<std::cell::RefCell<Vec<std::task::Waker>>>);
+
+impl std::fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ManualClock").field(&self.0.get()).finish()
+    }
+}
 
 impl ManualClock {
     /// A clock set to `start_ms`.
     pub fn new(start_ms: Millis) -> Self {
-        Self(Rc::new(Cell::new(start_ms)))
+        Self(Rc::new(Cell::new(start_ms)), Rc::default())
     }
 
     /// Moves time forward by `ms`.
     pub fn advance(&self, ms: u64) {
-        self.0.set(self.0.get() + ms);
+        self.set(self.0.get() + ms);
     }
 
-    /// Sets the time.
+    /// Sets the time (and wakes the [`Clock::deadline`]s waiting, which look again).
     pub fn set(&self, ms: Millis) {
         self.0.set(ms);
+        let waiting = std::mem::take(&mut *self.1.borrow_mut());
+        waiting.into_iter().for_each(std::task::Waker::wake);
     }
 }
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> Millis {
         self.0.get()
+    }
+
+    /// Completes when the test has moved the clock `ms` past now.
+    fn deadline(&self, ms: u64) -> LocalBoxFuture<'static, ()> {
+        let (clock, due) = (self.clone(), self.0.get().saturating_add(ms));
+        Box::pin(std::future::poll_fn(move |cx| {
+            if clock.0.get() >= due {
+                std::task::Poll::Ready(())
+            } else {
+                clock.1.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }))
     }
 
     /// Advances simulated time by `ms` and completes at once, so retry loops run instantly in tests.
