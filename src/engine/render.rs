@@ -301,16 +301,13 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             }
             Err(reason) => {
                 // Not to be stored: to the visitor as it arrives, never held here.
-                let outcome = self.whole_render(id, page_key, previous, Response { body: Body::new(), ..resp.clone() }, &hints, started);
+                self.not_stored(page_key, previous.as_ref(), resp.status, &reason);
                 let answer = bypass_response(resp, &reason);
                 if req.method == "HEAD" {
                     answer.body.cancel();
                 }
                 *early.borrow_mut() = Some(strip_head(req, answer));
-                return match outcome {
-                    RenderOutcome::NotStored(_, reason) => RenderOutcome::Streamed(reason),
-                    other => other,
-                };
+                return RenderOutcome::Streamed(reason);
             }
         };
         let mut answer = self.streamed_answer(req, &head);
@@ -396,28 +393,30 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                 RenderOutcome::Stored(page)
             }
             Err(reason) => {
-                let unstorable = matches!(reason, BypassReason::TooLarge | BypassReason::HeadersTooLarge);
-                if unstorable {
-                    self.log_event(
-                        Level::Warn,
-                        "not_stored",
-                        page_key,
-                        &format!("{} (served uncached)", reason.as_str()),
-                    );
-                }
-                if previous.is_some() && !unstorable && !is_origin_failure(resp.status) && resp.status != 304 {
-                    // The stored page (expired, so not served) is one the origin says is gone
-                    // or no longer cacheable: remove it, as a regeneration would.
-                    let (this, page_key, answered) = (self.clone(), page_key.to_string(), answered_text(&reason));
-                    self.background.spawn(Box::pin(async move {
-                        // With its tag index entries (a failure is logged there).
-                        if this.remove_page(&page_key).await {
-                            this.log_event(Level::Info, "page_removed", &page_key, &format!("origin answered {answered} for the expired page; removed it"));
-                        }
-                    }));
-                }
+                self.not_stored(page_key, previous.as_ref(), resp.status, &reason);
                 RenderOutcome::NotStored(resp, reason)
             }
+        }
+    }
+
+    /// What follows an answer that is not stored: a log line when it could not be (too large),
+    /// and the removal of the expired page it was to replace when the origin says that page is
+    /// gone or no longer cacheable.
+    fn not_stored(&self, page_key: &str, previous: Option<&PageMeta>, status: u16, reason: &BypassReason) {
+        let unstorable = matches!(reason, BypassReason::TooLarge | BypassReason::HeadersTooLarge);
+        if unstorable {
+            self.log_event(Level::Warn, "not_stored", page_key, &format!("{} (served uncached)", reason.as_str()));
+        }
+        if previous.is_some() && !unstorable && !is_origin_failure(status) && status != 304 {
+            // The stored page (expired, so not served) is one the origin says is gone
+            // or no longer cacheable: remove it, as a regeneration would.
+            let (this, page_key, answered) = (self.clone(), page_key.to_string(), answered_text(reason));
+            self.background.spawn(Box::pin(async move {
+                // With its tag index entries (a failure is logged there).
+                if this.remove_page(&page_key).await {
+                    this.log_event(Level::Info, "page_removed", &page_key, &format!("origin answered {answered} for the expired page; removed it"));
+                }
+            }));
         }
     }
 }

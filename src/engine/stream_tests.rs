@@ -242,3 +242,22 @@ fn a_head_miss_answers_from_the_head_and_stores_the_whole_page() {
         assert_eq!(stored(&b, "/h").await.as_deref(), Some("whole page"));
     });
 }
+
+#[test]
+fn a_declared_length_over_the_kv_limit_is_passed_on_unread() {
+    let b = Rc::new(Bench::new());
+    let feed = BodyFeed::new();
+    let over = (crate::store::limits::MAX_VALUE_BYTES + 1).to_string();
+    b.origin.reply("/huge", Reply::streamed(&feed, &[("cache-control", "s-maxage=60"), ("content-length", over.as_str())]));
+    feed.send("the start of a huge page");
+    let mut pool = LocalPool::new();
+    let r = answer_while_the_origin_holds(&b, &mut pool, get("/huge")).expect("passed on at once");
+    assert_eq!((r.status, cache_state(&r), r.headers.get("x-isr-reason")), (200, "BYPASS", Some("too-large")));
+    assert_eq!(feed.branches(), 1, "not split: nothing is read or held for the store");
+    feed.finish();
+    block_on(async {
+        assert_eq!(read_body(&r.body).await.expect("whole"), b"the start of a huge page");
+        b.run_background().await;
+        assert_eq!(stored(&b, "/huge").await, None);
+    });
+}

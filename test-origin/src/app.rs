@@ -50,6 +50,10 @@ pub struct Behaviour {
     /// Alternate a good answer and a 500 failure on successive GET/HEAD requests, starting
     /// with a good one after the behaviour is set.
     pub flip: bool,
+    /// Send the page's first `hold_at` bytes (its head at once), then nothing until
+    /// `POST /__origin/events/release` (or 15 s), then the rest (0: no hold). For the tests of a
+    /// MISS that streams.
+    pub hold_at: usize,
 }
 
 impl Default for Behaviour {
@@ -65,6 +69,7 @@ impl Default for Behaviour {
             size: 0,
             truncate: false,
             flip: false,
+            hold_at: 0,
         }
     }
 }
@@ -440,6 +445,12 @@ fn page_or_echo(shared: &Shared, req: &Request) -> Outcome {
     } else {
         echo(shared, req, &plan)
     };
+    if is_page && plan.behaviour.hold_at > 0 && resp.status != 304 {
+        shared.events_released.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut head = resp;
+        let body = std::mem::take(&mut head.body);
+        return Outcome::Stream(head, crate::streams::Streamed::Held(body, plan.behaviour.hold_at));
+    }
     Outcome::Respond(resp)
 }
 
