@@ -261,3 +261,30 @@ fn a_declared_length_over_the_kv_limit_is_passed_on_unread() {
         assert_eq!(stored(&b, "/huge").await, None);
     });
 }
+
+#[test]
+fn an_error_answer_is_read_whole_shared_and_keeps_the_expired_page() {
+    let b = Rc::new(Bench::with_config(config_with(&[("STALE_IF_ERROR_S", "0")])));
+    b.origin.reply("/e", Reply::page("good", &[("cache-control", "s-maxage=10")]));
+    block_on(async {
+        b.get("/e").await;
+        b.run_background().await;
+    });
+    b.clock.advance(10_000);
+    let feed = BodyFeed::new();
+    b.origin.reply("/e", Reply::Streamed { status: 503, headers: vec![("retry-after".into(), "5".into())], feed: feed.clone() });
+    feed.send("down for ");
+    let mut pool = LocalPool::new();
+    assert!(answer_while_the_origin_holds(&b, &mut pool, get("/e")).is_none(), "an error answer is read whole before it is answered");
+    feed.send("maintenance");
+    feed.finish();
+    pool.run_until_stalled();
+    block_on(async {
+        b.run_background().await;
+        let key = layout::page_key(&b.config.cache_version, "site.test/e");
+        assert_eq!(stored(&b, "/e").await.as_deref(), Some("good render=1"), "a failing origin never replaces a page");
+        let again = b.get("/e").await;
+        assert_eq!((again.status, body(&again).as_str()), (503, "down for maintenance"), "answered again during the back-off");
+        assert_eq!(b.origin.renders("/e"), 2, "the back-off asks the origin nothing: {:?}", b.logger.count_event("miss_failed", &key));
+    });
+}
