@@ -710,7 +710,8 @@ curl -X POST 'http://ORIGIN/__origin/reset'        # forget all behaviour and co
 120000), <code>etag</code> (default true; 304 on a matching If-None-Match), <code>last_modified</code>
 (default false; 304 on If-Modified-Since), <code>size</code> (pad the page to this many bytes),
 <code>truncate</code> (send fewer bytes than Content-Length says), <code>flip</code> (alternate a
-good page and a 500).</p>
+good page and a 500), <code>hold_at</code> (send that many bytes, then the rest only after
+<code>POST /__origin/events/release</code>).</p>
 <p>On the origin itself: <a href="http://ORIGIN/__origin/stats">stats of every path</a>,
 <a href="http://ORIGIN/__origin/requests">recent requests</a>,
 <a href="http://ORIGIN/__origin/">the control API's endpoints</a>.</p>
