@@ -142,6 +142,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     ///
     /// When the render fails (no answer, a 5xx or 429), the key backs off in this isolate
     /// ([`super::backoff`]): its visitors get that error again, without an origin call.
+    ///
+    /// A proxied page streams (see the module documentation): the visitor who started the
+    /// render gets its answer with the head, and the render ends in the background (the read
+    /// of the body for the store, then the write; or the back-off, when the body broke off or
+    /// stalled). The others wait for the complete copy, or fetch their own when nothing is
+    /// stored.
     pub(crate) async fn render(&self, req: &Request, key: &CacheKey, page_key: &str, previous: Option<PageMeta>) -> Response {
         if let Some(recent) = self.isolate.failing_renders.answer(page_key, self.clock.now_ms()) {
             return strip_head(req, recent);
