@@ -394,7 +394,7 @@ impl crate::http::StreamingBody for StreamBranch {
 
     fn tee(&self) -> Option<(crate::http::Body, crate::http::Body)> {
         let at = self.at.get();
-        let served = crate::http::Body::served(self.feed.branch_at(at));
+        let served = crate::http::Body::streaming(self.feed.branch_at(at));
         let read = crate::http::Body::streaming(self.feed.branch_at(at));
         crate::http::StreamingBody::cancel(self); // a teed stream is locked to its branches
         Some((served, read))

@@ -281,12 +281,13 @@ impl StreamingBody for JsStreamBody {
         })
     }
 
-    /// `ReadableStream.tee()`: the first branch goes to the visitor as it is.
+    /// `ReadableStream.tee()`: the first branch goes to the visitor as it is
+    /// ([`to_web_response`]).
     fn tee(&self) -> Option<(Body, Body)> {
         let pair: js_sys::Array = js::call_sync(&self.stream, "tee", &[]).ok()?.dyn_into().ok()?;
         let visitor: web_sys::ReadableStream = pair.get(0).dyn_into().ok()?;
         let to_read: web_sys::ReadableStream = pair.get(1).dyn_into().ok()?;
-        Some((Body::served(Rc::new(visitor)), Body::streaming(Rc::new(JsStreamBody::new(to_read)))))
+        Some((Body::streaming(Rc::new(JsStreamBody::new(visitor))), Body::streaming(Rc::new(JsStreamBody::new(to_read)))))
     }
 
     fn cancel(&self) {

@@ -288,3 +288,21 @@ fn an_error_answer_is_read_whole_shared_and_keeps_the_expired_page() {
         assert_eq!(b.origin.renders("/e"), 2, "the back-off asks the origin nothing: {:?}", b.logger.count_event("miss_failed", &key));
     });
 }
+
+#[test]
+fn a_body_already_whole_with_its_head_is_answered_whole_with_its_etag() {
+    let b = Rc::new(Bench::new());
+    let feed = BodyFeed::new();
+    b.origin.reply("/quick", Reply::streamed(&feed, CACHEABLE));
+    feed.send("all of it");
+    feed.finish();
+    block_on(async {
+        let r = b.get("/quick").await;
+        assert_eq!((cache_state(&r), body(&r).as_str()), ("MISS", "all of it"));
+        assert!(stream_of(&r.body).is_none(), "the stored copy, not the stream");
+        assert!(r.headers.get("etag").is_some());
+        assert_eq!(feed.cancelled(), 2, "the teed stream, and the visitor's branch nobody reads");
+        b.run_background().await;
+        assert_eq!(stored(&b, "/quick").await.as_deref(), Some("all of it"));
+    });
+}

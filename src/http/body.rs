@@ -51,9 +51,10 @@ pub trait StreamingBody: Any {
     /// visitor, who is usually still sending, then gets the answer instead of a reset
     /// connection.
     fn discard(&self) -> LocalBoxFuture<'_, ()>;
-    /// Two bodies that each get every byte still to arrive (`ReadableStream.tee()`): the first
-    /// only handed on ([`Body::served`], to the visitor), the second still streaming, to be read
-    /// ([`StreamingBody::read_capped`]). `None` when this body cannot be split (an upload).
+    /// Two bodies still arriving that each get every byte still to arrive
+    /// (`ReadableStream.tee()`): the first to hand on (to the visitor), the second to read
+    /// ([`StreamingBody::read_capped`]); either can be cancelled on its own. `None` when this
+    /// body cannot be split (an upload).
     fn tee(&self) -> Option<(Body, Body)> {
         None
     }

@@ -103,3 +103,27 @@ impl std::future::Future for YieldOnce {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::LocalPool;
+    use futures::task::LocalSpawnExt;
+
+    #[test]
+    fn a_manual_deadline_passes_only_when_the_test_moves_the_clock() {
+        let clock = ManualClock::new(1_000);
+        let passed = Rc::new(Cell::new(false));
+        let mut pool = LocalPool::new();
+        let (deadline, flag) = (clock.deadline(500), passed.clone());
+        pool.spawner().spawn_local(async move { deadline.await; flag.set(true) }).unwrap();
+        pool.run_until_stalled();
+        clock.advance(499);
+        pool.run_until_stalled();
+        assert!(!passed.get(), "not yet");
+        clock.sleep(1); // a sleep elsewhere moves the clock too
+        pool.run_until_stalled();
+        assert!(passed.get());
+        assert_eq!(clock.now_ms(), 1_500);
+    }
+}
