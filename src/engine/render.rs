@@ -61,10 +61,14 @@ enum Led {
 
 /// Why a body still arriving could not be read whole.
 enum Unread {
+    /// Over KV's value limit.
     TooLarge,
+    /// The stream failed (the origin's connection broke off).
     Broken(String),
+    /// Still arriving after [`STREAMED_BODY_LIMIT_MS`].
     TimedOut,
 }
+
 struct InFlight {
     id: u64,
     render: SharedRender,
@@ -308,11 +312,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             Err(reason) => {
                 // Not to be stored: to the visitor as it arrives, never held here.
                 self.not_stored(page_key, previous.as_ref(), resp.status, &reason);
-                let answer = bypass_response(resp, &reason);
-                if req.method == "HEAD" {
-                    answer.body.cancel();
-                }
-                *early.borrow_mut() = Some(strip_head(req, answer));
+                *early.borrow_mut() = Some(strip_head(req, bypass_response(resp, &reason)));
                 return RenderOutcome::Streamed(reason);
             }
         };
@@ -434,8 +434,11 @@ fn answered_text(reason: &BypassReason) -> String {
     }
 }
 
+/// `resp` without its body for a `HEAD` request (a body still arriving is cancelled: nobody
+/// will read it).
 fn strip_head(req: &Request, mut resp: Response) -> Response {
     if req.method == "HEAD" {
+        resp.body.cancel();
         resp.body = Default::default();
     }
     resp
