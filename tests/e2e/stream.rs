@@ -94,12 +94,13 @@ fn a_1_mib_miss_first_byte_against_the_origins(s: &Suite) {
     println!("    the MISSes' Server-Timing: {}", timings.join(" | "));
     // The same pages as HITs: the first byte of this stack (wrangler dev's proxy, the isolate)
     // without the origin.
-    let mut hit_first = vec![];
+    let (mut hit_first, mut hit_last) = (vec![], vec![]);
     for i in 0..7 {
         let url = format!("{}/e2e/stream/mib{i}", s.worker);
-        let (first, _, state, _) = poll("the page stored", SHORT, || Some(first_and_last_byte(&url)).filter(|r| r.2.as_deref() == Some("HIT")));
+        let (first, last, state, _) = poll("the page stored", SHORT, || Some(first_and_last_byte(&url)).filter(|r| r.2.as_deref() == Some("HIT")));
         assert_eq!(state.as_deref(), Some("HIT"));
         hit_first.push(first);
+        hit_last.push(last);
     }
-    println!("    the same pages as HITs: first byte {}", ms(median(hit_first)));
+    println!("    the same pages as HITs (KV's stream passed on): first byte {}, last {}", ms(median(hit_first)), ms(median(hit_last)));
 }
