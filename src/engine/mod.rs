@@ -8,8 +8,8 @@
 //!    - stale → STALE, answered from the stored page, and a regeneration is handed to background
 //!      work (one per page per isolate, plus a best-effort lease across isolates);
 //!    - none (or expired by a hard invalidation) → MISS: render from the origin while the visitor
-//!      waits (one render per page per isolate, shared by concurrent visitors), answer, and write
-//!      the page in the background.
+//!      waits (one render per page per isolate, shared by concurrent visitors), answer (a proxied
+//!      page streams to its first visitor as it arrives), and write the page in the background.
 //!
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
@@ -514,3 +514,5 @@ mod tier_tests;
 mod tier_coordinated_tests;
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod stream_tests;
