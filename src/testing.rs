@@ -37,6 +37,18 @@ pub enum Reply {
     Timeout,
     /// Connection failure.
     Network,
+    /// A page whose body arrives as the test sends it ([`BodyFeed`]), counted as a render when
+    /// its head is sent. Through [`Origin::fetch_streamed`] the engine gets the head at once and
+    /// the body as a stream ([`StreamBranch`]); through the other methods, the whole body once
+    /// the test has finished it (an error if the test cut it), as `fetch` reads it on Workers.
+    Streamed {
+        /// Status code.
+        status: u16,
+        /// Headers.
+        headers: Vec<(String, String)>,
+        /// The body, sent by the test.
+        feed: BodyFeed,
+    },
 }
 
 impl Reply {
@@ -46,6 +58,15 @@ impl Reply {
             status: 200,
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body: body.to_string(),
+        }
+    }
+
+    /// A 200 page with the given headers whose body the test sends through `feed`.
+    pub fn streamed(feed: &BodyFeed, headers: &[(&str, &str)]) -> Reply {
+        Reply::Streamed {
+            status: 200,
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            feed: feed.clone(),
         }
     }
 
@@ -199,7 +220,7 @@ impl Upload {
 }
 
 impl crate::http::StreamingBody for Upload {
-    fn read_capped(&self, limit: usize) -> futures_util::future::LocalBoxFuture<'_, Result<bytes::Bytes, crate::http::ReadError>> {
+    fn read_capped(&self, limit: usize) -> futures_util::future::LocalBoxFuture<'_, Result<crate::http::Body, crate::http::ReadError>> {
         Box::pin(async move {
             let mut out = Vec::new();
             for _ in 0..self.chunks {
@@ -225,6 +246,192 @@ impl crate::http::StreamingBody for Upload {
     }
 }
 
+#[derive(Default)]
+struct FeedState {
+    chunks: Vec<bytes::Bytes>,
+    /// `Some(Ok)` once finished, `Some(Err)` once cut off.
+    end: Option<Result<(), String>>,
+    wakers: Vec<Waker>,
+    branches: u32,
+    cancelled: u32,
+}
+
+/// An origin body the test sends chunk by chunk: a test double for the origin's response
+/// stream (a JavaScript `ReadableStream` on Workers, which native tests do not have). Its
+/// branches ([`StreamBranch`]) each get every chunk, like the branches of `ReadableStream.tee()`.
+#[derive(Clone, Default)]
+pub struct BodyFeed(Rc<RefCell<FeedState>>);
+
+impl std::fmt::Debug for BodyFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0.borrow();
+        write!(f, "BodyFeed({} chunks, ended: {:?})", s.chunks.len(), s.end)
+    }
+}
+
+impl BodyFeed {
+    /// A feed with nothing sent yet.
+    pub fn new() -> BodyFeed {
+        BodyFeed::default()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut FeedState)) {
+        let mut s = self.0.borrow_mut();
+        change(&mut s);
+        s.wakers.drain(..).for_each(Waker::wake);
+    }
+
+    /// Sends a chunk.
+    pub fn send(&self, chunk: impl Into<bytes::Bytes>) {
+        self.update(|s| s.chunks.push(chunk.into()));
+    }
+
+    /// Ends the body normally.
+    pub fn finish(&self) {
+        self.update(|s| s.end = Some(Ok(())));
+    }
+
+    /// Cuts the body off (the connection breaks): readers get an error after what was sent.
+    pub fn cut(&self) {
+        self.update(|s| s.end = Some(Err("the origin's connection closed mid-body".into())));
+    }
+
+    /// Whether the test has ended the body (finished or cut).
+    pub fn ended(&self) -> bool {
+        self.0.borrow().end.is_some()
+    }
+
+    /// Readers made so far (the first stream, and each branch of a tee).
+    pub fn branches(&self) -> u32 {
+        self.0.borrow().branches
+    }
+
+    /// Readers that were cancelled ([`crate::http::StreamingBody::cancel`], or a read over its cap).
+    pub fn cancelled(&self) -> u32 {
+        self.0.borrow().cancelled
+    }
+
+    /// A reader from the first chunk.
+    pub fn stream(&self) -> Rc<StreamBranch> {
+        self.branch_at(0)
+    }
+
+    fn branch_at(&self, at: usize) -> Rc<StreamBranch> {
+        self.0.borrow_mut().branches += 1;
+        Rc::new(StreamBranch { feed: self.clone(), at: std::cell::Cell::new(at), cancelled: Default::default() })
+    }
+
+    /// The whole body once ended (`Err` if cut off).
+    async fn whole(&self) -> Result<Vec<u8>, String> {
+        let reader = self.stream();
+        let mut out = Vec::new();
+        while let Some(chunk) = reader.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+}
+
+/// One reader of a [`BodyFeed`] (a test double, see there).
+pub struct StreamBranch {
+    feed: BodyFeed,
+    at: std::cell::Cell<usize>,
+    cancelled: std::cell::Cell<bool>,
+}
+
+impl StreamBranch {
+    /// The next chunk: `None` at the end, an error where the body was cut off.
+    pub async fn next(&self) -> Option<Result<bytes::Bytes, String>> {
+        std::future::poll_fn(|cx| {
+            let mut s = self.feed.0.borrow_mut();
+            if self.cancelled.get() {
+                return Poll::Ready(Some(Err("read after cancel".to_string())));
+            }
+            if let Some(chunk) = s.chunks.get(self.at.get()).cloned() {
+                self.at.set(self.at.get() + 1);
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            match &s.end {
+                Some(Ok(())) => Poll::Ready(None),
+                Some(Err(e)) => Poll::Ready(Some(Err(e.clone()))),
+                None => {
+                    s.wakers.push(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// What is left to read, once the body has ended (`None` while it has not).
+    pub fn rest_if_ended(&self) -> Option<Result<Vec<u8>, String>> {
+        let s = self.feed.0.borrow();
+        let end = s.end.clone()?;
+        let rest = s.chunks[self.at.get().min(s.chunks.len())..].concat();
+        Some(end.map(|()| rest))
+    }
+}
+
+impl crate::http::StreamingBody for StreamBranch {
+    fn read_capped(&self, limit: usize) -> futures_util::future::LocalBoxFuture<'_, Result<crate::http::Body, crate::http::ReadError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            while let Some(chunk) = self.next().await {
+                let chunk = chunk.map_err(crate::http::ReadError::Failed)?;
+                if out.len() + chunk.len() > limit {
+                    crate::http::StreamingBody::cancel(self);
+                    return Err(crate::http::ReadError::TooLarge);
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(out.into())
+        })
+    }
+
+    fn discard(&self) -> futures_util::future::LocalBoxFuture<'_, ()> {
+        Box::pin(async move { while let Some(Ok(_)) = self.next().await {} })
+    }
+
+    fn tee(&self) -> Option<(crate::http::Body, crate::http::Body)> {
+        let at = self.at.get();
+        let served = crate::http::Body::streaming(self.feed.branch_at(at));
+        let read = crate::http::Body::streaming(self.feed.branch_at(at));
+        crate::http::StreamingBody::cancel(self); // a teed stream is locked to its branches
+        Some((served, read))
+    }
+
+    fn cancel(&self) {
+        if !self.cancelled.replace(true) {
+            self.feed.0.borrow_mut().cancelled += 1;
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// The branch of a streamed answer ([`Reply::Streamed`]) that `body` hands on or reads, if it
+/// is one.
+pub fn stream_of(body: &crate::http::Body) -> Option<&StreamBranch> {
+    body.as_served()
+        .and_then(|h| h.downcast_ref::<StreamBranch>())
+        .or_else(|| body.as_streaming().and_then(|s| s.as_any().downcast_ref::<StreamBranch>()))
+}
+
+/// Reads a response body to its end, as the visitor's connection would (a streamed one as it
+/// arrives): `Err` where it was cut off.
+pub async fn read_body(body: &crate::http::Body) -> Result<Vec<u8>, String> {
+    let Some(stream) = stream_of(body) else {
+        return Ok(crate::store::memory::served_bytes(body));
+    };
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
 fn path_and_query(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(u) => match u.query() {
@@ -239,6 +446,16 @@ impl Origin for FakeOrigin {
     async fn fetch_page(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
         self.page_requests.borrow_mut().push(req.url.clone());
         self.fetch(req, timeout_ms).await
+    }
+
+    /// A [`Reply::Streamed`] comes with its body still arriving; other replies come whole.
+    async fn fetch_streamed(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.answer(req, timeout_ms, true).await
+    }
+
+    async fn fetch_page_streamed(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.page_requests.borrow_mut().push(req.url.clone());
+        self.fetch_streamed(req, timeout_ms).await
     }
 
     /// As on Workers, the answer's body is one the engine cannot read ([`crate::http::Body::served`];
@@ -256,6 +473,12 @@ impl Origin for FakeOrigin {
     }
 
     async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.answer(req, timeout_ms, false).await
+    }
+}
+
+impl FakeOrigin {
+    async fn answer(&self, req: Request, timeout_ms: u64, streamed: bool) -> Result<Response, OriginError> {
         self.requests.borrow_mut().push(req.clone());
         if let Some((clock, ms)) = self.latency.borrow().clone() {
             clock.advance(ms);
@@ -306,6 +529,15 @@ impl Origin for FakeOrigin {
                     headers,
                     body: format!("{body} render={n}").into(),
                 })
+            }
+            Reply::Streamed { status, headers, feed } => {
+                *self.renders.borrow_mut().entry(path).or_default() += 1;
+                let body = if streamed {
+                    crate::http::Body::streaming(feed.stream())
+                } else {
+                    feed.whole().await.map_err(OriginError::Network)?.into()
+                };
+                Ok(Response { status, headers: headers.into_iter().collect(), body })
             }
         }
     }
@@ -460,6 +692,10 @@ pub fn cache_state(resp: &Response) -> &str {
 /// The body as text (a stored page's too, which the engine itself may not read: see
 /// [`crate::http::Body::served`]).
 pub fn body(resp: &Response) -> String {
+    if let Some(stream) = stream_of(&resp.body) {
+        let rest = stream.rest_if_ended().expect("testing::body of a streamed answer whose body has not ended: use read_body");
+        return String::from_utf8_lossy(&rest.expect("a body cut off")).into_owned();
+    }
     String::from_utf8_lossy(&crate::store::memory::served_bytes(&resp.body)).into_owned()
 }
 

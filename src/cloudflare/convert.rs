@@ -69,18 +69,18 @@ impl JsRequestBody {
 }
 
 impl StreamingBody for JsRequestBody {
-    fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<bytes::Bytes, ReadError>> {
+    fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<Body, ReadError>> {
         Box::pin(async move {
             let failed = |e: JsValue| ReadError::Failed(js::error_message(&e));
             let declared = self.0.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<u64>().ok());
             if declared.is_some_and(|n| n <= limit as u64) {
                 // The runtime holds the request to its declared length: read it whole.
                 let buffer = JsFuture::from(self.0.array_buffer().map_err(failed)?).await.map_err(failed)?;
-                return Ok(Uint8Array::new(&buffer).to_vec().into());
+                return Ok(Body::external(Rc::new(JsBytes(Uint8Array::new(&buffer)))));
             }
             // No (or a larger) declared length: read chunk by chunk, stopping past the limit.
             let Some(stream) = self.0.body() else {
-                return Ok(bytes::Bytes::new());
+                return Ok(Body::new());
             };
             let get_reader: js_sys::Function = js::get(&stream, "getReader").map_err(failed)?.dyn_into().map_err(failed)?;
             let reader = get_reader.call0(&stream).map_err(failed)?;
@@ -91,7 +91,7 @@ impl StreamingBody for JsRequestBody {
                     Err(e) => break Err(failed(e)),
                 };
                 if js::get(&chunk, "done").map(|d| d.is_truthy()).unwrap_or(true) {
-                    break Ok(out.into());
+                    break Ok(Body::from(out));
                 }
                 let Ok(value) = js::get(&chunk, "value").and_then(|v| v.dyn_into::<Uint8Array>().map_err(JsValue::from)) else {
                     break Err(ReadError::Failed("the request body stream gave a chunk that is not bytes".into()));
@@ -151,11 +151,17 @@ pub fn fetch_init(req: &CoreRequest, signal: &web_sys::AbortSignal) -> std::resu
 /// loses the length (the visitor would get a chunked answer without `Content-Length`).
 pub fn to_web_response(resp: CoreResponse) -> std::result::Result<web_sys::Response, JsValue> {
     // 204/304 must not have a body, and HEAD answers have none. A stored page read to be served
-    // is KV's stream and goes on as it is (its length is not known here, nor needed).
+    // is KV's stream and goes on as it is (its length is not known here, nor needed); so does an
+    // origin's body still arriving (a MISS: the visitor's branch, or an answer not to store).
     let no_body = matches!(resp.status, 204 | 304);
+    let stream = resp
+        .body
+        .as_served()
+        .and_then(|s| s.downcast_ref::<web_sys::ReadableStream>())
+        .or_else(|| resp.body.as_streaming().and_then(|s| s.as_any().downcast_ref::<JsStreamBody>()).map(|s| &s.stream));
     let body: JsValue = if no_body {
         JsValue::NULL
-    } else if let Some(stream) = resp.body.as_served().and_then(|s| s.downcast_ref::<web_sys::ReadableStream>()) {
+    } else if let Some(stream) = stream {
         stream.into()
     } else if resp.body.is_empty() {
         JsValue::NULL
@@ -202,4 +208,109 @@ pub fn from_fetch_response_to_serve(resp: web_sys::Response) -> CoreResponse {
         _ => Body::new(),
     };
     CoreResponse { status, headers, body }
+}
+
+/// Takes an origin response whose body streams to the visitor of a MISS: the body stays the
+/// runtime's stream ([`JsStreamBody`]), which the engine splits (one branch to the visitor, one
+/// read whole for the store) or passes on as it is.
+pub fn from_fetch_response_streamed(resp: web_sys::Response) -> CoreResponse {
+    let status = resp.status();
+    let headers = js::headers_from(&resp.headers());
+    let body = match resp.body() {
+        Some(stream) if !matches!(status, 204 | 304) => Body::streaming(Rc::new(JsStreamBody::new(stream))),
+        _ => Body::new(),
+    };
+    CoreResponse { status, headers, body }
+}
+
+/// An origin's response body still arriving (a MISS's page), as the runtime's `ReadableStream`.
+pub struct JsStreamBody {
+    stream: web_sys::ReadableStream,
+    /// The reader while [`StreamingBody::read_capped`] reads it (a locked stream is cancelled
+    /// through its reader).
+    reader: std::cell::RefCell<Option<JsValue>>,
+}
+
+impl JsStreamBody {
+    fn new(stream: web_sys::ReadableStream) -> JsStreamBody {
+        JsStreamBody { stream, reader: Default::default() }
+    }
+}
+
+/// Ignores the promise `cancel()` returns (it rejects when the stream has already failed): a
+/// rejection nobody handles would be reported as an error of the request.
+fn ignore_rejection(promise: JsValue) {
+    if promise.is_instance_of::<js_sys::Promise>() {
+        let _ = js::call_sync(&promise, "catch", &[wasm_bindgen::closure::Closure::once_into_js(|_: JsValue| {})]);
+    }
+}
+
+impl StreamingBody for JsStreamBody {
+    /// Reads chunk by chunk, keeping the chunks in JavaScript memory, and joins them into one
+    /// buffer at the end ([`JsBytes`]: written to KV without a copy into wasm memory). Past
+    /// `limit` bytes the stream is cancelled.
+    fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<Body, ReadError>> {
+        Box::pin(async move {
+            let failed = |e: JsValue| ReadError::Failed(js::error_message(&e));
+            let reader = js::call_sync(&self.stream, "getReader", &[]).map_err(failed)?;
+            *self.reader.borrow_mut() = Some(reader.clone());
+            let chunks = js_sys::Array::new();
+            let mut total = 0usize;
+            loop {
+                let chunk = js::call_async(&reader, "read", &[]).await.map_err(failed)?;
+                if js::get(&chunk, "done").map(|d| d.is_truthy()).unwrap_or(true) {
+                    break;
+                }
+                let Ok(value) = js::get(&chunk, "value").and_then(|v| v.dyn_into::<Uint8Array>()) else {
+                    return Err(ReadError::Failed("the origin's body gave a chunk that is not bytes".into()));
+                };
+                total += value.length() as usize;
+                if total > limit {
+                    self.cancel();
+                    return Err(ReadError::TooLarge);
+                }
+                chunks.push(&value);
+            }
+            let whole = Uint8Array::new_with_length(total as u32);
+            let mut at = 0u32;
+            for chunk in chunks.iter() {
+                let chunk: Uint8Array = chunk.unchecked_into();
+                whole.set(&chunk, at);
+                at += chunk.length();
+            }
+            Ok(Body::external(Rc::new(JsBytes(whole))))
+        })
+    }
+
+    fn discard(&self) -> LocalBoxFuture<'_, ()> {
+        let rest = drain(&self.stream);
+        Box::pin(async move {
+            if let Some(rest) = rest {
+                rest.await;
+            }
+        })
+    }
+
+    /// `ReadableStream.tee()`: the first branch goes to the visitor as it is
+    /// ([`to_web_response`]).
+    fn tee(&self) -> Option<(Body, Body)> {
+        let pair: js_sys::Array = js::call_sync(&self.stream, "tee", &[]).ok()?.dyn_into().ok()?;
+        let visitor: web_sys::ReadableStream = pair.get(0).dyn_into().ok()?;
+        let to_read: web_sys::ReadableStream = pair.get(1).dyn_into().ok()?;
+        Some((Body::streaming(Rc::new(JsStreamBody::new(visitor))), Body::streaming(Rc::new(JsStreamBody::new(to_read)))))
+    }
+
+    fn cancel(&self) {
+        let cancelled = match self.reader.borrow().as_ref() {
+            Some(reader) => js::call_sync(reader, "cancel", &[]),
+            None => js::call_sync(&self.stream, "cancel", &[]),
+        };
+        if let Ok(promise) = cancelled {
+            ignore_rejection(promise);
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }

@@ -3,7 +3,7 @@
 //! handling as an `ORIGIN_URL` fetched over HTTP.
 
 use super::js;
-use super::origin::{exchange, FetchOrigin};
+use super::origin::{exchange, Answer, FetchOrigin};
 use crate::http::{Request, Response};
 use crate::runtime::origin::{Origin, OriginError};
 use wasm_bindgen::JsValue;
@@ -32,12 +32,17 @@ impl Origin for ServiceOrigin {
     /// URL), the engine's headers and an abort signal; the time limit covers the body, as for
     /// [`FetchOrigin`]. A Worker that throws answers 500 (or rejects): either is a failure.
     async fn fetch(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
-        exchange(&self.fetcher, req, timeout_ms, false).await
+        exchange(&self.fetcher, req, timeout_ms, Answer::Whole).await
     }
 
     /// Passed-through requests and answers stream through the binding as over HTTP.
     async fn fetch_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
-        exchange(&self.fetcher, req, timeout_ms, true).await
+        exchange(&self.fetcher, req, timeout_ms, Answer::Served).await
+    }
+
+    /// A MISS's page streams through the binding as over HTTP.
+    async fn fetch_streamed(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        exchange(&self.fetcher, req, timeout_ms, Answer::Streamed).await
     }
 }
 
@@ -74,6 +79,17 @@ impl Origin for SiteOrigin {
         match &self.service {
             Some(service) => service.fetch_to_serve(req, timeout_ms).await,
             None => FetchOrigin.fetch_to_serve(req, timeout_ms).await,
+        }
+    }
+
+    async fn fetch_streamed(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        FetchOrigin.fetch_streamed(req, timeout_ms).await
+    }
+
+    async fn fetch_page_streamed(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        match &self.service {
+            Some(service) => service.fetch_streamed(req, timeout_ms).await,
+            None => FetchOrigin.fetch_streamed(req, timeout_ms).await,
         }
     }
 }

@@ -8,8 +8,8 @@
 //!    - stale → STALE, answered from the stored page, and a regeneration is handed to background
 //!      work (one per page per isolate, plus a best-effort lease across isolates);
 //!    - none (or expired by a hard invalidation) → MISS: render from the origin while the visitor
-//!      waits (one render per page per isolate, shared by concurrent visitors), answer, and write
-//!      the page in the background.
+//!      waits (one render per page per isolate, shared by concurrent visitors), answer (a proxied
+//!      page streams to its first visitor as it arrives), and write the page in the background.
 //!
 //! The request is taken in two steps around its KV read, neither of which awaits ([`flow`]):
 //! on Workers a HIT is answered without Rust's async executor.
@@ -432,3 +432,5 @@ mod tier_tests;
 mod tier_coordinated_tests;
 #[cfg(test)]
 mod hostile_tests;
+#[cfg(test)]
+mod stream_tests;

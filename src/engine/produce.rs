@@ -31,23 +31,36 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// proxy the stored page's validators. `Err` means no answer at all (network, timeout):
     /// the caller keeps the stored page, or answers 502/504.
     pub(crate) async fn produce(&self, key: &CacheKey, purpose: &str, previous: Option<&PageMeta>, timeout_ms: u64) -> Result<Produced, OriginError> {
+        self.produce_counted(key, purpose, previous, timeout_ms, false).await
+    }
+
+    /// [`Engine::produce`] for a MISS: a proxied page comes with its body still arriving
+    /// ([`Origin::fetch_streamed`]; `timeout_ms` bounds the wait for its head, and the render
+    /// is counted with the time to its head). Pages a route renders come whole, as always.
+    pub(crate) async fn produce_streamed(&self, key: &CacheKey, purpose: &str, timeout_ms: u64) -> Result<Produced, OriginError> {
+        self.produce_counted(key, purpose, None, timeout_ms, true).await
+    }
+
+    async fn produce_counted(&self, key: &CacheKey, purpose: &str, previous: Option<&PageMeta>, timeout_ms: u64, streamed: bool) -> Result<Produced, OriginError> {
         let started = self.clock.now_ms();
-        let produced = self.produce_uncounted(key, purpose, previous, timeout_ms).await;
+        let produced = self.produce_uncounted(key, purpose, previous, timeout_ms, streamed).await;
         let failed = produced.as_ref().map_or(true, |p| crate::rules::freshness::is_origin_failure(p.resp.status));
         self.count_render(purpose, started, failed);
         produced
     }
 
-    async fn produce_uncounted(&self, key: &CacheKey, purpose: &str, previous: Option<&PageMeta>, timeout_ms: u64) -> Result<Produced, OriginError> {
+    async fn produce_uncounted(&self, key: &CacheKey, purpose: &str, previous: Option<&PageMeta>, timeout_ms: u64, streamed: bool) -> Result<Produced, OriginError> {
         let matched = self.site.route_for(&key.path);
         let route = &matched.route.route;
         let tags = matched.route.tags_for(&matched.params);
         match &route.renderer {
             Renderer::Proxy(base) => {
-                let resp = match base {
-                    Some(base) => self.origin.fetch(self.origin_request(key, purpose, previous, base), timeout_ms).await?,
+                let resp = match (base, streamed) {
+                    (Some(base), false) => self.origin.fetch(self.origin_request(key, purpose, previous, base), timeout_ms).await?,
+                    (Some(base), true) => self.origin.fetch_streamed(self.origin_request(key, purpose, previous, base), timeout_ms).await?,
                     // The site's own origin: ORIGIN_URL, or the ORIGIN_SERVICE Worker.
-                    None => self.origin.fetch_page(self.origin_request(key, purpose, previous, &self.page_base(key)), timeout_ms).await?,
+                    (None, false) => self.origin.fetch_page(self.origin_request(key, purpose, previous, &self.page_base(key)), timeout_ms).await?,
+                    (None, true) => self.origin.fetch_page_streamed(self.origin_request(key, purpose, previous, &self.page_base(key)), timeout_ms).await?,
                 };
                 let hints = Hints {
                     revalidate_s: route.revalidate,

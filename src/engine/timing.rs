@@ -16,7 +16,9 @@ pub const SERVER_TIMING_HEADER: &str = "server-timing";
 pub(crate) struct Timing {
     /// Reading the stored page from KV.
     pub kv_ms: Option<u64>,
-    /// Waiting for the origin's answer or the route's render (a MISS, a BYPASS).
+    /// Waiting for the origin's answer or the route's render (a MISS, a BYPASS). For a MISS
+    /// whose page streams ([`super::render`]), the wait for the answer's head: the body is
+    /// still arriving when the header is sent.
     pub origin_ms: Option<u64>,
 }
 

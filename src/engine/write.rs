@@ -35,6 +35,17 @@ pub struct PreparedPage {
     pub tags: Vec<String>,
 }
 
+impl PreparedPage {
+    /// The page with its body, and the ETag computed from it when the origin gave none.
+    pub fn with_body(mut self, body: Body) -> PreparedPage {
+        if self.page.meta.origin_etag.is_none() {
+            self.page.meta.etag = etag_for_body(&body);
+        }
+        self.page.body = body;
+        self
+    }
+}
+
 /// Digest of a tag set (order-independent), stored in metadata to detect tag changes cheaply.
 pub fn tags_digest(tags: &[String]) -> Option<String> {
     if tags.is_empty() {
@@ -55,7 +66,16 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// The route's `hints` fill in what the response's headers leave open: the revalidate time
     /// when there is no `Cache-Control` (404/410 keep `NOT_FOUND_REVALIDATE`), and more tags.
     pub(crate) fn prepare_page(&self, resp: &Response, started: Millis, hints: &super::Hints) -> Result<PreparedPage, BypassReason> {
-        let (mut revalidate_s, mut tags) = match policy::classify_response(resp.status, &resp.headers, resp.body.len(), &self.config) {
+        Ok(self.prepare_head(resp, resp.body.len(), started, hints)?.with_body(resp.body.clone()))
+    }
+
+    /// [`Engine::prepare_page`] from the response's head alone, for a body still arriving
+    /// that is `body_len` bytes long as far as is known (its `Content-Length`, else 0): every
+    /// rule but the body's size (checked again once it has arrived) and, when the origin gave no
+    /// ETag, the ETag (computed from the body by [`PreparedPage::with_body`]). The metadata's
+    /// size is checked with a stand-in ETag of the computed one's length.
+    pub(crate) fn prepare_head(&self, resp: &Response, body_len: usize, started: Millis, hints: &super::Hints) -> Result<PreparedPage, BypassReason> {
+        let (mut revalidate_s, mut tags) = match policy::classify_response(resp.status, &resp.headers, body_len, &self.config) {
             ResponseDecision::Store { revalidate_s, tags } => (revalidate_s, tags),
             ResponseDecision::DoNotStore(reason) => return Err(reason),
         };
@@ -85,7 +105,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             rendered_at: started,
             revalidate_s,
             status: resp.status,
-            etag: origin_etag.clone().unwrap_or_else(|| etag_for_body(&resp.body)),
+            etag: origin_etag.clone().unwrap_or_else(|| etag_for_body(b"")),
             origin_etag,
             last_modified,
             invalidated_at: None,
@@ -99,10 +119,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         // Fails (page not stored) when the headers cannot fit in KV metadata.
         meta.encode()?;
         Ok(PreparedPage {
-            page: StoredPage {
-                meta,
-                body: resp.body.clone(),
-            },
+            page: StoredPage { meta, body: Body::new() },
             tags,
         })
     }

@@ -13,10 +13,12 @@
 //! on Workers. An origin's answer that is only passed on ([`crate::runtime::origin::Origin::fetch_to_serve`])
 //! is one too: a download or an event stream goes from the origin to the visitor as it arrives.
 //!
-//! A fourth kind, [`Body::streaming`], is a visitor's request body still arriving
-//! ([`StreamingBody`]): passed on to the origin as it arrives (uploads of any size), or read
-//! into memory with a cap ([`Body::read_capped`]) where the engine needs the bytes (the
-//! webhook, the admin page). Its length and bytes cannot be read otherwise (a panic, as above).
+//! A fourth kind, [`Body::streaming`], is a body still arriving from the platform
+//! ([`StreamingBody`]): a visitor's request body, passed on to the origin as it arrives (uploads
+//! of any size), or read into memory with a cap ([`Body::read_capped`]) where the engine needs
+//! the bytes (the webhook, the admin page); or an origin's page on a MISS, split in two
+//! ([`Body::tee`]) so that the visitor gets it as it arrives while the other branch is read
+//! whole for the store. Its length and bytes cannot be read otherwise (a panic, as above).
 
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
@@ -40,15 +42,25 @@ pub trait ExternalBody: Any {
     fn as_any(&self) -> &dyn Any;
 }
 
-/// A request body still arriving from the platform (a visitor's upload).
+/// A body still arriving from the platform: a visitor's upload, or an origin's page on a MISS.
 pub trait StreamingBody: Any {
     /// Reads the whole body into memory, giving up with [`ReadError::TooLarge`] as soon as more
-    /// than `limit` bytes have arrived (the rest is never read).
-    fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<Bytes, ReadError>>;
+    /// than `limit` bytes have arrived (the rest is never read, and the stream is cancelled).
+    fn read_capped(&self, limit: usize) -> LocalBoxFuture<'_, Result<Body, ReadError>>;
     /// Reads what is left of the body and drops it as it arrives (nothing is kept): the
     /// visitor, who is usually still sending, then gets the answer instead of a reset
     /// connection.
     fn discard(&self) -> LocalBoxFuture<'_, ()>;
+    /// Two bodies still arriving that each get every byte still to arrive
+    /// (`ReadableStream.tee()`): the first to hand on (to the visitor), the second to read
+    /// ([`StreamingBody::read_capped`]); either can be cancelled on its own. `None` when this
+    /// body cannot be split (an upload).
+    fn tee(&self) -> Option<(Body, Body)> {
+        None
+    }
+    /// Stops reading: the platform drops what is left (for a branch of [`StreamingBody::tee`],
+    /// the other branch goes on, and nothing more is buffered for this one).
+    fn cancel(&self) {}
     /// For the adapter that made it, to take its own type back (and hand the stream on).
     fn as_any(&self) -> &dyn Any;
 }
@@ -127,10 +139,22 @@ impl Body {
     /// already in memory is checked. A body that is only served cannot be read.
     pub async fn read_capped(&self, limit: usize) -> Result<Body, ReadError> {
         match &self.0 {
-            Repr::Streaming(s) => s.read_capped(limit).await.map(Body::from),
+            Repr::Streaming(s) => s.read_capped(limit).await,
             Repr::Served(_) => Err(ReadError::Failed("a served body cannot be read".into())),
             Repr::Local(_) | Repr::External(..) if self.len() > limit => Err(ReadError::TooLarge),
             Repr::Local(_) | Repr::External(..) => Ok(self.clone()),
+        }
+    }
+
+    /// A body still arriving, split in two (see [`StreamingBody::tee`]); `None` for other bodies.
+    pub fn tee(&self) -> Option<(Body, Body)> {
+        self.as_streaming()?.tee()
+    }
+
+    /// Stops reading a body still arriving (see [`StreamingBody::cancel`]); nothing for others.
+    pub fn cancel(&self) {
+        if let Repr::Streaming(s) = &self.0 {
+            s.cancel();
         }
     }
 

@@ -52,4 +52,19 @@ pub trait Origin {
     async fn fetch_page_to_serve(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
         self.fetch_page(req, timeout_ms).await
     }
+
+    /// Sends `req` for a page to store whose answer may stream to the visitor meanwhile (a MISS
+    /// render): `timeout_ms` bounds the wait for the response's head, and the body may be one
+    /// still arriving ([`crate::http::Body::streaming`]) that the engine splits
+    /// ([`crate::http::Body::tee`]): one branch to the visitor, one read whole for the store.
+    /// By default, [`Origin::fetch`] (a whole body, which the engine answers and stores as it is).
+    async fn fetch_streamed(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.fetch(req, timeout_ms).await
+    }
+
+    /// [`Origin::fetch_streamed`] for one of the site's own pages (see [`Origin::fetch_page`]).
+    /// By default, [`Origin::fetch_page`].
+    async fn fetch_page_streamed(&self, req: Request, timeout_ms: u64) -> Result<Response, OriginError> {
+        self.fetch_page(req, timeout_ms).await
+    }
 }

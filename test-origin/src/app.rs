@@ -50,6 +50,10 @@ pub struct Behaviour {
     /// Alternate a good answer and a 500 failure on successive GET/HEAD requests, starting
     /// with a good one after the behaviour is set.
     pub flip: bool,
+    /// Send the page's first `hold_at` bytes (its head at once), then nothing until
+    /// `POST /__origin/events/release` (or 15 s), then the rest (0: no hold). For the tests of a
+    /// MISS that streams.
+    pub hold_at: usize,
 }
 
 impl Default for Behaviour {
@@ -65,6 +69,7 @@ impl Default for Behaviour {
             size: 0,
             truncate: false,
             flip: false,
+            hold_at: 0,
         }
     }
 }
@@ -440,6 +445,12 @@ fn page_or_echo(shared: &Shared, req: &Request) -> Outcome {
     } else {
         echo(shared, req, &plan)
     };
+    if is_page && plan.behaviour.hold_at > 0 && resp.status != 304 {
+        shared.events_released.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut head = resp;
+        let body = std::mem::take(&mut head.body);
+        return Outcome::Stream(head, crate::streams::Streamed::Held(body, plan.behaviour.hold_at));
+    }
     Outcome::Respond(resp)
 }
 
@@ -699,7 +710,8 @@ curl -X POST 'http://ORIGIN/__origin/reset'        # forget all behaviour and co
 120000), <code>etag</code> (default true; 304 on a matching If-None-Match), <code>last_modified</code>
 (default false; 304 on If-Modified-Since), <code>size</code> (pad the page to this many bytes),
 <code>truncate</code> (send fewer bytes than Content-Length says), <code>flip</code> (alternate a
-good page and a 500).</p>
+good page and a 500), <code>hold_at</code> (send that many bytes, then the rest only after
+<code>POST /__origin/events/release</code>).</p>
 <p>On the origin itself: <a href="http://ORIGIN/__origin/stats">stats of every path</a>,
 <a href="http://ORIGIN/__origin/requests">recent requests</a>,
 <a href="http://ORIGIN/__origin/">the control API's endpoints</a>.</p>

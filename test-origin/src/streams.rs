@@ -11,6 +11,8 @@
 //! * `GET /__origin/events` → `text/event-stream`: `data: first` at once, then nothing until
 //!   `POST /__origin/events/release` (or 15 s), then `data: last`, then the connection closes
 //!   (close-delimited). `GET /__origin/events/open` → `{"open": N}`, streams still waiting.
+//! * A page whose behaviour has `hold_at` (see `app::Behaviour`) is sent the same way: its first
+//!   bytes, then nothing until released, then the rest (with its `Content-Length`).
 
 use crate::app::{Outcome, Shared};
 use crate::http::{Request, Response};
@@ -24,6 +26,9 @@ pub(crate) enum Streamed {
     Download(u64, Option<u64>),
     /// The event stream.
     Events,
+    /// A page (`hold_at`, see `app::Behaviour`): these bytes, holding after the number given
+    /// until released.
+    Held(Vec<u8>, usize),
 }
 
 const CHUNK: usize = 64 * 1024;
@@ -75,8 +80,10 @@ pub(crate) fn write<W: Write>(w: &mut W, shared: &Shared, head: &Response, body:
     for (name, value) in &head.headers {
         write!(out, "{name}: {value}\r\n")?;
     }
-    if let Streamed::Download(bytes, _) = body {
-        write!(out, "content-length: {bytes}\r\n")?;
+    match &body {
+        Streamed::Download(bytes, _) => write!(out, "content-length: {bytes}\r\n")?,
+        Streamed::Held(page, _) => write!(out, "content-length: {}\r\n", page.len())?,
+        Streamed::Events => {}
     }
     out.extend_from_slice(b"connection: close\r\n\r\n");
     w.write_all(&out)?;
@@ -85,7 +92,7 @@ pub(crate) fn write<W: Write>(w: &mut W, shared: &Shared, head: &Response, body:
         return Ok(());
     }
     // Counted as open from before its first byte until its hold ends.
-    let held = matches!(body, Streamed::Events | Streamed::Download(_, Some(_)));
+    let held = matches!(body, Streamed::Events | Streamed::Download(_, Some(_)) | Streamed::Held(..));
     if held {
         shared.events_open.fetch_add(1, Ordering::SeqCst);
     }
@@ -112,6 +119,14 @@ pub(crate) fn write<W: Write>(w: &mut W, shared: &Shared, head: &Response, body:
                 w.write_all(&chunk[..n as usize])?;
                 sent += n;
             }
+            w.flush()
+        })(),
+        Streamed::Held(page, at) => (|| {
+            let at = at.min(page.len());
+            w.write_all(&page[..at])?;
+            w.flush()?;
+            release(shared);
+            w.write_all(&page[at..])?;
             w.flush()
         })(),
         Streamed::Events => (|| {

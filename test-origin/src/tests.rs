@@ -821,3 +821,35 @@ fn streaming_endpoints_download_count_uploads_and_hold_events() {
     assert_eq!(rest, "data: last\n\n");
     wait_until("the stream to end", Duration::from_secs(5), || get(&o, "/__origin/events/open").json()["open"] == 0);
 }
+
+#[test]
+fn a_page_with_hold_at_sends_its_start_then_holds_until_released() {
+    let o = start();
+    let put = request(&o, "PUT", "/__origin/behaviour?path=/held", &[("content-type", "application/json")], r#"{"size":20000,"hold_at":1000}"#);
+    assert_eq!(put.status, 200, "{}", put.text());
+    let mut stream = connect(o.addr());
+    write!(stream, "GET /held HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        assert!(reader.read_line(&mut head).unwrap() > 0, "closed early: {head}");
+    }
+    let declared: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("a Content-Length")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(declared >= 20_000, "{head}");
+    let mut first = vec![0u8; 1000];
+    reader.read_exact(&mut first).unwrap();
+    assert_eq!(get(&o, "/__origin/events/open").json()["open"], 1, "holding the rest");
+    assert_eq!(get(&o, "/__origin/stats?path=/held").json()["renders"], 1);
+    assert_eq!(request(&o, "POST", "/__origin/events/release", &[], "").status, 200);
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert_eq!(first.len() + rest.len(), declared);
+    first.extend_from_slice(&rest);
+    assert!(String::from_utf8_lossy(&first).contains("render=1"), "the whole page");
+}
