@@ -150,6 +150,13 @@ pub fn fetch_init(req: &CoreRequest, signal: &web_sys::AbortSignal) -> std::resu
 /// wrapper would re-create it around its body stream, which costs a stream per request and
 /// loses the length (the visitor would get a chunked answer without `Content-Length`).
 pub fn to_web_response(resp: CoreResponse) -> std::result::Result<web_sys::Response, JsValue> {
+    // Err: the rejected promise `js::response_of` gives for headers `Headers` refuses.
+    to_answer(resp).dyn_into::<web_sys::Response>()
+}
+
+/// [`to_web_response`] as the runtime takes a handler's result: the `Response`, or a promise
+/// rejected with the reason it could not be made (no exception, no `instanceof` check).
+pub fn to_answer(resp: CoreResponse) -> JsValue {
     // 204/304 must not have a body, and HEAD answers have none. A stored page read to be served
     // is KV's stream and goes on as it is (its length is not known here, nor needed); so does an
     // origin's body still arriving (a MISS: the visitor's branch, or an answer not to store).
@@ -173,12 +180,10 @@ pub fn to_web_response(resp: CoreResponse) -> std::result::Result<web_sys::Respo
     match js::headers_as_text(&resp.headers) {
         Some(text) => js::response_of(&body, resp.status, &text),
         // A line break in a header: `Headers` refuses it, with its own error.
-        None => {
-            let init = web_sys::ResponseInit::new();
-            init.set_status(resp.status);
-            init.set_headers(&js::headers_to(&resp.headers)?.into());
-            web_sys::Response::new_with_opt_js_u8_array_and_init(None, &init)
-        }
+        None => match js::headers_to(&resp.headers) {
+            Ok(_) => js_sys::Promise::reject(&JsValue::from_str("a header holds a line break")).into(),
+            Err(e) => js_sys::Promise::reject(&e).into(),
+        },
     }
 }
 

@@ -80,7 +80,7 @@ pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ct
         Begun::Later(later) => wasm_bindgen_futures::future_to_promise(async move {
             let resp = engine.answer_later(later).await;
             super::discard_after(&engine, &raw);
-            Ok(convert::to_web_response(resp)?.into())
+            Ok(convert::to_answer(resp))
         })
         .into(),
     }
@@ -119,7 +119,7 @@ fn finish(engine: WorkersEngine, pending: PendingRead, read: Result<Option<Store
         AfterRead::Answer(resp) => answer(resp),
         AfterRead::Later(later) => wasm_bindgen_futures::future_to_promise(async move {
             let resp = engine.answer_later(later).await;
-            Ok(convert::to_web_response(resp)?.into())
+            Ok(convert::to_answer(resp))
         })
         .into(),
     }
@@ -129,8 +129,5 @@ fn finish(engine: WorkersEngine, pending: PendingRead, read: Result<Option<Store
 /// header `Headers` refuses): never a JavaScript exception thrown through wasm, whose stack
 /// it would leave unwound.
 fn answer(resp: CoreResponse) -> JsValue {
-    match convert::to_web_response(resp) {
-        Ok(resp) => resp.into(),
-        Err(e) => js_sys::Promise::reject(&e).into(),
-    }
+    convert::to_answer(resp)
 }

@@ -74,16 +74,33 @@ function headers_of(text) {
   return headers;
 }
 export function response_of(body, status, text) {
-  return new Response(body, { status, headers: headers_of(text) });
+  try {
+    return new Response(body, { status, headers: headers_of(text) });
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+const STREAM = { type: "stream" };
+export function kv_get_to_serve(namespace, key) {
+  try {
+    return namespace.getWithMetadata(key, STREAM);
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
 "#)]
 extern "C" {
     fn headers_text(headers: &web_sys::Headers) -> String;
     /// A request's method, URL and headers in one string: `method\nurl\n` then as [`headers_from`].
     pub fn request_text(request: &web_sys::Request) -> String;
-    /// `new Response(body, {status, headers})`, the headers given as [`headers_as_text`] gives them.
-    #[wasm_bindgen::prelude::wasm_bindgen(catch)]
-    pub fn response_of(body: &JsValue, status: u16, text: &str) -> Result<web_sys::Response, JsValue>;
+    /// `new Response(body, {status, headers})`, the headers given as [`headers_as_text`] gives
+    /// them; a promise rejected with the error when `Response` refuses them. The snippets catch
+    /// their own exceptions (rather than wasm-bindgen's `catch`, a wrapper with `apply` around
+    /// every call): the answer is handed to the runtime as it is, whichever it is.
+    pub fn response_of(body: &JsValue, status: u16, text: &str) -> JsValue;
+    /// `namespace.getWithMetadata(key, {type: "stream"})`: KV's promise, or a rejected one when
+    /// the call throws.
+    pub fn kv_get_to_serve(namespace: &JsValue, key: &str) -> js_sys::Promise;
 }
 
 /// The name/value pairs of a `Headers` object, in its order (names lower-case, as `fetch`

@@ -95,23 +95,8 @@ impl WorkersKv {
     /// (see [`super::fast`]).
     pub(crate) fn start_get_to_serve(&self, key: &str) -> Result<JsValue, StoreError> {
         validate_key(key)?;
-        let namespace: &KvNamespace = self.binding.unchecked_ref();
-        STREAM_OPTIONS.with(|options| namespace.get_with_metadata(key, options)).map(JsValue::from).map_err(classify_js)
+        Ok(js::kv_get_to_serve(&self.binding, key).into())
     }
-}
-
-#[wasm_bindgen::prelude::wasm_bindgen]
-extern "C" {
-    /// A KV namespace binding, for the one call the HIT path makes on it (a direct call: no
-    /// property lookup of the method, no argument array).
-    type KvNamespace;
-    #[wasm_bindgen::prelude::wasm_bindgen(method, catch, js_name = getWithMetadata)]
-    fn get_with_metadata(this: &KvNamespace, key: &str, options: &JsValue) -> Result<js_sys::Promise, JsValue>;
-}
-
-thread_local! {
-    /// `{type: "stream"}`, made once: KV reads the options when called, and never keeps them.
-    static STREAM_OPTIONS: JsValue = js::object(&[("type", "stream".into())]).map(JsValue::from).unwrap_or(JsValue::UNDEFINED);
 }
 
 impl KvStore for WorkersKv {
