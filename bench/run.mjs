@@ -268,7 +268,7 @@ async function startWrangler(name, config, extra, readyPath, { wrangler = WRANGL
   const startup = performance.now() - t0;
   const t1 = performance.now();
   await http(url + readyPath);
-  return { name, url, inspector, persist, startup_ms: startup, listening_ms: listening, first_request_ms: first, second_request_ms: performance.now() - t1 };
+  return { name, url, port, inspector, pgid: child.pid, persist, startup_ms: startup, listening_ms: listening, first_request_ms: first, second_request_ms: performance.now() - t1 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -352,6 +352,35 @@ async function pairedRuns(runs, runOnce) {
  * `CFG.pairDuration`-second runs per size (order swapped every other pair); the figure is the
  * median of the pairs' ratios. The profiler is attached only to the isolate it measures.
  */
+/**
+ * The workerd process that runs `server`'s worker: `wrangler dev` starts two, its proxy (on the
+ * public port) and the runtime (on a port of its own); `null` where there is no /proc.
+ */
+function runtimePid(server) {
+  const ps = spawnSync("ps", ["-o", "pid=,args=", "-g", String(server.pgid)], { encoding: "utf8" });
+  const lines = (ps.stdout || "").split("\n").filter((l) => /workerd serve/.test(l));
+  const runtime = lines.find((l) => !l.includes(`entry=127.0.0.1:${server.port} `) && !l.endsWith(`entry=127.0.0.1:${server.port}`));
+  const pid = runtime ? Number(runtime.trim().split(/\s+/)[0]) : null;
+  return pid && fs.existsSync(`/proc/${pid}/stat`) ? pid : null;
+}
+
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
+
+/** CPU time (user + system) `pid` has used, in ms. */
+function cpuMs(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ").pop().split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+/** CPU ms per request of `server`'s runtime process while wrk loads `url` (no profiler). */
+function cpuPerRequest(server, url, secs) {
+  const pid = runtimePid(server);
+  if (!pid) return null;
+  const before = cpuMs(pid);
+  const w = wrk(url, { duration: secs });
+  return (cpuMs(pid) - before) / w.requests;
+}
+
 async function cpuPairs(runs, servers) {
   const out = [];
   if (CFG.profiles <= 0) return out;
@@ -364,7 +393,7 @@ async function cpuPairs(runs, servers) {
       const got = {};
       for (const [key, r, s] of i % 2 ? [["base", base, servers.baseline], ["edge", edge, servers.edge]] : [["edge", edge, servers.edge], ["base", base, servers.baseline]]) {
         const p = await profileOnce(s.inspector, r.url, CFG.pairDuration);
-        got[key] = { busy_ms_per_request: p.busy_ms_per_request, idle_share: p.idle_share, rps: p.rps };
+        got[key] = { busy_ms_per_request: p.busy_ms_per_request, idle_share: p.idle_share, rps: p.rps, runtime_cpu_ms: cpuPerRequest(s, r.url, CFG.pairDuration) };
       }
       pairs.push({ ...got, ratio: got.edge.busy_ms_per_request / got.base.busy_ms_per_request });
     }
@@ -373,7 +402,14 @@ async function cpuPairs(runs, servers) {
       size, pairs, ratio: median(ratios), ratio_range: [Math.min(...ratios), Math.max(...ratios)],
       edge_ms: median(pairs.map((p) => p.edge.busy_ms_per_request)), base_ms: median(pairs.map((p) => p.base.busy_ms_per_request)),
     };
-    say(`  ${size}: ${row.edge_ms.toFixed(2)} ms against ${row.base_ms.toFixed(2)} ms per HIT, ${fmtRatio(row.ratio)} (${fmtRatio(row.ratio_range[0])}-${fmtRatio(row.ratio_range[1])})`);
+    if (pairs.every((p) => p.edge.runtime_cpu_ms && p.base.runtime_cpu_ms)) {
+      const cr = pairs.map((p) => p.edge.runtime_cpu_ms / p.base.runtime_cpu_ms);
+      Object.assign(row, {
+        runtime_ratio: median(cr), runtime_ratio_range: [Math.min(...cr), Math.max(...cr)],
+        edge_runtime_ms: median(pairs.map((p) => p.edge.runtime_cpu_ms)), base_runtime_ms: median(pairs.map((p) => p.base.runtime_cpu_ms)),
+      });
+    }
+    say(`  ${size}: ${row.edge_ms.toFixed(2)} ms against ${row.base_ms.toFixed(2)} ms per HIT, ${fmtRatio(row.ratio)} (${fmtRatio(row.ratio_range[0])}-${fmtRatio(row.ratio_range[1])})${row.runtime_ratio ? `; runtime process CPU ${fmtRatio(row.runtime_ratio)}` : ""}`);
     out.push(row);
   }
   return out;
@@ -872,8 +908,11 @@ function report(R) {
   if ((R.cpu || []).length) {
     L.push("### Isolate CPU per HIT (profiled)", "");
     L.push(`bench/profile.mjs's busy time per request (V8's sampling profiler on the worker's isolate, 200 us interval; the profiler's own cost is in both), edge-isr's HIT and the baseline's alternately, ${R.config.profiles} back-to-back pairs of ${R.config.pairDuration} s per size; the ratio of each pair, the median and the range.`, "");
-    L.push(table(["size", "edge-isr ms/HIT (median)", "baseline ms/HIT (median)", "ratio, median", "range"],
-      R.cpu.map((c) => [c.size, c.edge_ms.toFixed(2), c.base_ms.toFixed(2), fmtRatio(c.ratio), `${fmtRatio(c.ratio_range[0])}-${fmtRatio(c.ratio_range[1])}`])), "");
+    L.push("Beside it, without the profiler: the CPU time (user + system, /proc) the runtime's workerd process spent per request in a run of the same length (the isolate, and the local KV's simulation and HTTP handling, which are the same work for both).", "");
+    L.push(table(["size", "edge-isr ms/HIT (median)", "baseline ms/HIT (median)", "ratio, median", "range", "runtime CPU ms/HIT edge-isr, baseline", "ratio, median", "range"],
+      R.cpu.map((c) => [c.size, c.edge_ms.toFixed(2), c.base_ms.toFixed(2), fmtRatio(c.ratio), `${fmtRatio(c.ratio_range[0])}-${fmtRatio(c.ratio_range[1])}`,
+        c.runtime_ratio ? `${c.edge_runtime_ms.toFixed(2)}, ${c.base_runtime_ms.toFixed(2)}` : "-", c.runtime_ratio ? fmtRatio(c.runtime_ratio) : "-",
+        c.runtime_ratio ? `${fmtRatio(c.runtime_ratio_range[0])}-${fmtRatio(c.runtime_ratio_range[1])}` : "-"])), "");
   }
   L.push("### Goals", "");
   const goals = [];
