@@ -2,7 +2,7 @@
 //! it only whole, and the visitors sharing the render get the whole page.
 
 use super::render::STREAMED_BODY_LIMIT_MS;
-use super::tests::yield_once;
+use super::tests::{spawn_visitors, yield_once};
 use crate::http::{Request, Response};
 use crate::store::layout;
 use crate::store::KvStore;
@@ -127,16 +127,7 @@ fn visitors_sharing_a_streamed_miss_get_the_whole_page() {
     b.origin.reply("/shared", Reply::streamed(&feed, CACHEABLE));
     feed.send("first part, ");
     let mut pool = LocalPool::new();
-    let results = Rc::new(RefCell::new(Vec::new()));
-    for _ in 0..3 {
-        let (b, results) = (b.clone(), results.clone());
-        pool.spawner()
-            .spawn_local(async move {
-                let r = b.get("/shared").await;
-                results.borrow_mut().push(r);
-            })
-            .unwrap();
-    }
+    let results = spawn_visitors(&pool, &b, "/shared", 3);
     let (origin_feed, seen) = (feed.clone(), results.clone());
     let answered_before_the_end = Rc::new(std::cell::Cell::new(false));
     let answered = answered_before_the_end.clone();

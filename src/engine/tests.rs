@@ -16,12 +16,11 @@ pub(super) async fn yield_once() {
     crate::runtime::clock::Clock::pause(&crate::runtime::clock::ManualClock::new(0)).await;
 }
 
-/// Three visitors share one MISS render while the origin holds its answer.
-pub(super) fn three_visitors_at_once(b: &Rc<Bench>, path: &'static str) -> Vec<crate::http::Response> {
-    let gate = b.origin.hold();
-    let mut pool = LocalPool::new();
+/// `n` visitors of `path` spawned on `pool` (each a new invocation); their answers are pushed
+/// to the returned list as they come.
+pub(super) fn spawn_visitors(pool: &LocalPool, b: &Rc<Bench>, path: &'static str, n: usize) -> Rc<RefCell<Vec<crate::http::Response>>> {
     let results = Rc::new(RefCell::new(Vec::new()));
-    for _ in 0..3 {
+    for _ in 0..n {
         let (b, results) = (b.clone(), results.clone());
         pool.spawner()
             .spawn_local(async move {
@@ -30,6 +29,14 @@ pub(super) fn three_visitors_at_once(b: &Rc<Bench>, path: &'static str) -> Vec<c
             })
             .unwrap();
     }
+    results
+}
+
+/// Three visitors share one MISS render while the origin holds its answer.
+pub(super) fn three_visitors_at_once(b: &Rc<Bench>, path: &'static str) -> Vec<crate::http::Response> {
+    let gate = b.origin.hold();
+    let mut pool = LocalPool::new();
+    let results = spawn_visitors(&pool, b, path, 3);
     pool.spawner()
         .spawn_local(async move {
             for _ in 0..200 {
@@ -142,17 +149,8 @@ fn concurrent_misses_share_one_render() {
     let b = Bench::new();
     let gate = b.origin.hold();
     let mut pool = LocalPool::new();
-    let results = Rc::new(RefCell::new(Vec::new()));
     let b = Rc::new(b);
-    for _ in 0..50 {
-        let (b, results) = (b.clone(), results.clone());
-        pool.spawner()
-            .spawn_local(async move {
-                let r = b.get("/m").await;
-                results.borrow_mut().push(r);
-            })
-            .unwrap();
-    }
+    let results = spawn_visitors(&pool, &b, "/m", 50);
     // Followers keep polling (they never await the leader's render), so the pool never
     // stalls while the origin is held; a controller task lets everyone run a while, checks
     // that only one origin request is in flight, then releases it.
