@@ -100,6 +100,8 @@ pub struct Isolate {
     pub(crate) tier_planner: std::cell::RefCell<crate::tier::purge::PurgePlanner>,
     /// Whether the absence of `ctx.cache` was logged already.
     pub(crate) tier_said_unavailable: std::cell::Cell<bool>,
+    /// Whether "Workers Cache keys by path, and CACHE_HOSTS is unset" was logged already.
+    pub(crate) tier_said_any_host: std::cell::Cell<bool>,
 }
 
 
@@ -115,6 +117,7 @@ impl Isolate {
             stats: Default::default(),
             tier_planner: Default::default(),
             tier_said_unavailable: Default::default(),
+            tier_said_any_host: Default::default(),
         })
     }
 }

@@ -42,6 +42,11 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Sets the tier's fields on the answer built from a stored page (mode on).
     pub(crate) fn tier_headers_for_stored(&self, req: &Request, page: &StoredPage, state: &CacheState, headers: &mut Headers) {
+        // Workers Cache keys its copies by path and query, not host (Cloudflare's "Cache keys"):
+        // a worker that answers any host may have one host's page served for another's request.
+        if self.config.cache_hosts.is_empty() && !self.isolate.tier_said_any_host.replace(true) {
+            self.log_event(Level::Warn, "workers_cache_any_host", "", "WORKERS_CACHE is on and CACHE_HOSTS is unset: Workers Cache keys its copies by path and query, not host, so a page of one host can be served for another's request; set CACHE_HOSTS to this site's hosts (README, Deploy)");
+        }
         let parsed = crate::rules::key::parse_url(&req.url).ok();
         let key = parsed.as_ref().and_then(|u| crate::rules::key::normalise_parsed(u, &self.config).ok());
         let (Some(parsed), Some(key)) = (parsed, key) else {

@@ -362,3 +362,19 @@ fn in_front_of_the_engine_no_tier_copy_outlives_the_purge_bound_under_100_publis
     assert!(tier.purges().len() <= 25 + 12, "{} purge calls", tier.purges().len());
     assert_eq!(isolates[0].tier_planner.borrow().backlog(), 0, "no purge left behind");
 }
+
+#[test]
+fn with_any_host_accepted_the_mode_warns_once_that_the_tier_keys_by_path() {
+    for (hosts, warnings) in [(None, 1), (Some("site.test"), 0)] {
+        let mut vars = vec![("WORKERS_CACHE", "on")];
+        vars.extend(hosts.map(|h| ("CACHE_HOSTS", h)));
+        let b = Bench::with_config(config(&vars));
+        block_on(async {
+            for _ in 0..3 {
+                b.get("/a").await;
+                b.run_background().await;
+            }
+        });
+        assert_eq!(b.logger.count_event("workers_cache_any_host", ""), warnings, "CACHE_HOSTS {hosts:?}");
+    }
+}
