@@ -24,7 +24,7 @@ use crate::rules::invalidation::InvalidationMode;
 use crate::rules::key::CacheKey;
 use crate::rules::meta::PageMeta;
 use crate::rules::policy::{self, RequestDecision};
-use crate::rules::state::CacheState;
+use crate::rules::state::{BypassReason, CacheState};
 use crate::runtime::origin::Origin;
 use crate::store::{layout, KvStore, StoreError, StoredValue};
 
@@ -63,12 +63,32 @@ impl PendingRead {
 /// A request whose answer needs I/O beyond the page's read.
 pub struct Later(LaterKind);
 
+/// What [`Engine::begin`] or [`Engine::after_read`] decided the request needs: carried, so
+/// that nothing is decided twice.
 enum LaterKind {
-    /// Taken from the start: the worker's own paths, BYPASS, or a page whose check must wait
-    /// for a refresh of the log copy (its read is then made beside that refresh).
-    Request(Request),
+    /// The revalidation webhook.
+    Webhook(Request),
+    /// The admin page.
+    Admin(Request),
+    /// The e2e-only route of the Workers Cache test double.
+    TierTestRoute,
+    /// Not for the cache: passed through to the origin.
+    Bypass(Request, BypassReason),
+    /// A page whose log copy is too old to check it against: read beside a refresh.
+    ReadAfterLog(PendingRead),
     /// A page to render while the visitor waits (none stored, or expired).
-    Render { req: Request, key: CacheKey, page_key: String, previous: Option<PageMeta>, since: u64, kv_ms: Option<u64> },
+    Render(RenderNeeded),
+}
+
+/// A page to render while its visitor waits, on top of `previous` (if any), with the time the
+/// visitor has waited since `since` and the KV read's time for `Server-Timing`.
+struct RenderNeeded {
+    req: Request,
+    key: CacheKey,
+    page_key: String,
+    previous: Option<PageMeta>,
+    since: u64,
+    kv_ms: Option<u64>,
 }
 
 impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
@@ -89,35 +109,44 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Step 1 (no await): what `req` needs before anything can be answered.
     pub fn begin(&self, req: Request) -> Begun {
         self.announce_coordination();
+        let later = |kind| Begun::Later(Later(kind));
         // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
         let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {
-            if path == self.config.revalidate_path || admin::is_admin_path(path) || self.is_tier_test_route(path) {
-                return Begun::Later(Later(LaterKind::Request(req)));
+            if path == self.config.revalidate_path {
+                return later(LaterKind::Webhook(req));
+            }
+            if admin::is_admin_path(path) {
+                return later(LaterKind::Admin(req));
+            }
+            if self.is_tier_test_route(path) {
+                return later(LaterKind::TierTestRoute);
             }
         }
         let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
             RequestDecision::Cacheable(key) => key,
-            RequestDecision::Bypass(_) => return Begun::Later(Later(LaterKind::Request(req))),
+            RequestDecision::Bypass(reason) => return later(LaterKind::Bypass(req, reason)),
         };
-        // A log copy too old to check a page against is refreshed first, beside the read.
-        if !self.log_usable_now() {
-            return Begun::Later(Later(LaterKind::Request(req)));
-        }
         let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
-        Begun::Read(PendingRead { req, key, page_key, started: self.clock.now_ms() })
+        let pending = PendingRead { req, key, page_key, started: self.clock.now_ms() };
+        // A log copy too old to check a page against is refreshed first, beside the read.
+        if self.log_usable_now() {
+            Begun::Read(pending)
+        } else {
+            later(LaterKind::ReadAfterLog(pending))
+        }
     }
 
     /// Step 2 (no await): the answer from the page `read` gave, when it needs no more I/O.
     pub fn after_read(&self, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> AfterRead {
         match self.outcome(pending, read) {
-            AfterRead::Answer(resp) => AfterRead::Answer(self.conclude(resp)),
-            later => later,
+            Ok(resp) => AfterRead::Answer(self.conclude(resp)),
+            Err(render) => AfterRead::Later(Later(LaterKind::Render(render))),
         }
     }
 
-    /// [`Engine::after_read`] before [`Engine::conclude`].
-    fn outcome(&self, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> AfterRead {
+    /// [`Engine::after_read`] before [`Engine::conclude`]: the answer, or the render it needs.
+    fn outcome(&self, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> Result<Response, RenderNeeded> {
         let PendingRead { req, key, page_key, started } = pending;
         let stored = self.decode_page(&page_key, read);
         let now = self.clock.now_ms();
@@ -154,18 +183,50 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             },
         };
         match served {
-            Ok(resp) => AfterRead::Answer(super::timing::add(resp, Timing { kv_ms, origin_ms: None })),
-            Err(previous) => AfterRead::Later(Later(LaterKind::Render { req, key, page_key, previous, since: now, kv_ms })),
+            Ok(resp) => Ok(super::timing::add(resp, Timing { kv_ms, origin_ms: None })),
+            Err(previous) => Err(RenderNeeded { req, key, page_key, previous, since: now, kv_ms }),
         }
     }
 
     /// The answer of a request [`Engine::begin`] or [`Engine::after_read`] could not finish.
     pub async fn answer_later(&self, later: Later) -> Response {
         let resp = match later.0 {
-            LaterKind::Request(req) => self.answer_request(req).await,
-            LaterKind::Render { req, key, page_key, previous, since, kv_ms } => self.timed_render(&req, &key, &page_key, previous, since, kv_ms).await,
+            LaterKind::Webhook(req) => {
+                let answer = match self.read_small_body(req).await {
+                    Ok(req) => self.handle_revalidate(req).await,
+                    Err(refusal) => refusal,
+                };
+                super::timing::add(answer, Timing::default())
+            }
+            LaterKind::Admin(req) => {
+                let answer = match self.read_small_body(req).await {
+                    Ok(req) => self.handle_admin(req).await,
+                    Err(refusal) => refusal.with_header("cache-control", "no-store"),
+                };
+                super::timing::add(answer, Timing::default())
+            }
+            LaterKind::TierTestRoute => self.handle_tier_test_route().await,
+            LaterKind::Bypass(req, reason) => {
+                let started = self.clock.now_ms();
+                let resp = self.pass_through(req, reason).await;
+                let origin_ms = Some(self.clock.now_ms().saturating_sub(started));
+                super::timing::add(resp, Timing { kv_ms: None, origin_ms })
+            }
+            LaterKind::ReadAfterLog(pending) => {
+                // The log refresh due before answering overlaps the page's KV read.
+                let (read, ()) = futures_util::future::join(self.store.get_to_serve(pending.page_key()), self.sync_log()).await;
+                match self.outcome(pending, read) {
+                    Ok(resp) => resp,
+                    Err(render) => self.render_needed(render).await,
+                }
+            }
+            LaterKind::Render(render) => self.render_needed(render).await,
         };
         self.conclude(resp)
+    }
+
+    async fn render_needed(&self, r: RenderNeeded) -> Response {
+        self.timed_render(&r.req, &r.key, &r.page_key, r.previous, r.since, r.kv_ms).await
     }
 
     /// What every answer gets last: it is counted, and (Workers Cache mode) kept out of the
@@ -176,48 +237,5 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             self.tier_no_store_unless_kept(&mut resp);
         }
         resp
-    }
-
-    /// A request taken whole: the worker's own paths, a BYPASS, or a page read beside a
-    /// refresh of the log copy.
-    async fn answer_request(&self, req: Request) -> Response {
-        let url = crate::rules::key::parse_url(&req.url).ok();
-        if let Some(path) = url.as_ref().map(|u| u.path()) {
-            if path == self.config.revalidate_path {
-                let answer = match self.read_small_body(req).await {
-                    Ok(req) => self.handle_revalidate(req).await,
-                    Err(refusal) => refusal,
-                };
-                return super::timing::add(answer, Timing::default());
-            }
-            if admin::is_admin_path(path) {
-                let answer = match self.read_small_body(req).await {
-                    Ok(req) => self.handle_admin(req).await,
-                    Err(refusal) => refusal.with_header("cache-control", "no-store"),
-                };
-                return super::timing::add(answer, Timing::default());
-            }
-            if let Some(resp) = self.handle_tier_test_route(path).await {
-                return resp;
-            }
-        }
-        let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
-            RequestDecision::Cacheable(key) => key,
-            RequestDecision::Bypass(reason) => {
-                let started = self.clock.now_ms();
-                let resp = self.pass_through(req, reason).await;
-                let origin_ms = Some(self.clock.now_ms().saturating_sub(started));
-                return super::timing::add(resp, Timing { kv_ms: None, origin_ms });
-            }
-        };
-        let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
-        let started = self.clock.now_ms();
-        // The log refresh due before answering overlaps the page's KV read.
-        let (read, ()) = futures_util::future::join(self.store.get_to_serve(&page_key), self.sync_log()).await;
-        match self.outcome(PendingRead { req, key, page_key, started }, read) {
-            AfterRead::Answer(resp) => resp,
-            AfterRead::Later(Later(LaterKind::Render { req, key, page_key, previous, since, kv_ms })) => self.timed_render(&req, &key, &page_key, previous, since, kv_ms).await,
-            AfterRead::Later(Later(LaterKind::Request(_))) => unreachable!("after_read never asks for the request again"),
-        }
     }
 }

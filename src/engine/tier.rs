@@ -170,16 +170,13 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         self.config.workers_cache_test_double && path == TIER_TEST_ROUTE
     }
 
-    /// The e2e-only route (`WORKERS_CACHE_TEST_DOUBLE = "record"`): the purges the test double
-    /// recorded, as JSON. `None` when the request is not for it.
-    pub(crate) async fn handle_tier_test_route(&self, path: &str) -> Option<Response> {
-        if !self.is_tier_test_route(path) {
-            return None;
-        }
-        Some(match crate::tier::double::recorded(&*self.store).await {
+    /// The e2e-only route (`WORKERS_CACHE_TEST_DOUBLE = "record"`, see
+    /// [`Engine::is_tier_test_route`]): the purges the test double recorded, as JSON.
+    pub(crate) async fn handle_tier_test_route(&self) -> Response {
+        match crate::tier::double::recorded(&*self.store).await {
             Ok(records) => Response::json(200, &serde_json::json!({ "test_double": "ctx.cache recorder (the local runtime has no ctx.cache)", "purges": records })),
             Err(e) => Response::json_error(500, &format!("reading the recorded purges failed: {e}")),
-        })
+        }
     }
 }
 
