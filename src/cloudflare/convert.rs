@@ -150,12 +150,13 @@ pub fn fetch_init(req: &CoreRequest, signal: &web_sys::AbortSignal) -> std::resu
 /// wrapper would re-create it around its body stream, which costs a stream per request and
 /// loses the length (the visitor would get a chunked answer without `Content-Length`).
 pub fn to_web_response(resp: CoreResponse) -> std::result::Result<web_sys::Response, JsValue> {
-    // Err: the rejected promise `js::response_of` gives for headers `Headers` refuses.
+    // Err: the `Error` saying why the runtime refused the answer's headers.
     to_answer(resp).dyn_into::<web_sys::Response>()
 }
 
-/// [`to_web_response`] as the runtime takes a handler's result: the `Response`, or a promise
-/// rejected with the reason it could not be made (no exception, no `instanceof` check).
+/// [`to_web_response`] without the type check the fast path need not make here: the
+/// `Response`, or the `Error` saying why it could not be made (the entry point, `shim.mjs`,
+/// throws an `Error` it is handed).
 pub fn to_answer(resp: CoreResponse) -> JsValue {
     // 204/304 must not have a body, and HEAD answers have none. A stored page read to be served
     // is KV's stream and goes on as it is (its length is not known here, nor needed); so does an
@@ -178,12 +179,8 @@ pub fn to_answer(resp: CoreResponse) -> JsValue {
         Uint8Array::from(&resp.body[..]).into()
     };
     match js::headers_as_text(&resp.headers) {
-        Some(text) => js::response_of(&body, resp.status, &text),
-        // A line break in a header: `Headers` refuses it, with its own error.
-        None => match js::headers_to(&resp.headers) {
-            Ok(_) => js_sys::Promise::reject(&JsValue::from_str("a header holds a line break")).into(),
-            Err(e) => js_sys::Promise::reject(&e).into(),
-        },
+        Ok(text) => js::response_of(&body, resp.status, &text),
+        Err(why) => js_sys::Error::new(&why).into(),
     }
 }
 

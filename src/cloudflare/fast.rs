@@ -28,13 +28,11 @@ use super::kv::WorkersKv;
 use super::runtime::WaitUntil;
 use super::service_origin::SiteOrigin;
 use crate::engine::{AfterRead, Begun, Engine, PendingRead};
-use crate::http::{Body, Response as CoreResponse};
 use crate::site::Site;
 use crate::store::{StoreError, StoredValue};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 use worker::{Context, Env};
 
 type WorkersEngine = Engine<WorkersKv, SiteOrigin>;
@@ -51,12 +49,13 @@ struct Waiting {
 }
 
 /// Step 1. Returns either `[number, promise of the KV read]` (the entry point then calls
-/// [`after_read`] with what the promise gives, or [`read_failed`]), or the answer itself (a
-/// promise of the `Response`) for requests that need more than one read.
+/// [`after_read`] with what the promise gives, or [`read_failed`]), or the answer itself: a
+/// promise of the `Response` for requests that need more than one read, or (a configuration
+/// error) the `Response` or the `Error` of [`convert::to_answer`].
 pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> JsValue {
     let engine = match super::build_engine(&env, WaitUntil::Request(ctx), make_site) {
         Ok(engine) => engine,
-        Err(e) => return answer(super::configuration_error(&e)),
+        Err(e) => return convert::to_answer(super::configuration_error(&e)),
     };
     if super::PANIC_ROUTE.get() && req.url().ends_with(super::E2E_PANIC_PATH) {
         super::panic_now();
@@ -73,14 +72,14 @@ pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ct
                     w.reads.insert(number, (engine, pending));
                     number
                 });
-                js_sys::Array::of2(&JsValue::from(number), &read).into()
+                js_sys::Array::of2(&JsValue::from(number), &read.into()).into()
             }
             Err(e) => finish(engine, pending, Err(e)),
         },
         Begun::Later(later) => wasm_bindgen_futures::future_to_promise(async move {
             let resp = engine.answer_later(later).await;
             super::discard_after(&engine, &raw);
-            Ok(convert::to_answer(resp))
+            Ok(convert::to_web_response(resp)?.into())
         })
         .into(),
     }
@@ -97,7 +96,7 @@ pub fn after_read(number: u32, value: JsValue, metadata: JsValue) -> JsValue {
     let read = if value.is_null() || value.is_undefined() {
         Ok(None)
     } else {
-        Ok(Some(StoredValue { value: Body::served(Rc::new(value.unchecked_into::<web_sys::ReadableStream>())), metadata }))
+        Ok(Some(StoredValue { value: super::kv::served_body(value), metadata }))
     };
     finish(engine, pending, read)
 }
@@ -116,18 +115,11 @@ fn take(number: u32) -> Option<(WorkersEngine, PendingRead)> {
 
 fn finish(engine: WorkersEngine, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> JsValue {
     match engine.after_read(pending, read) {
-        AfterRead::Answer(resp) => answer(resp),
+        AfterRead::Answer(resp) => convert::to_answer(resp),
         AfterRead::Later(later) => wasm_bindgen_futures::future_to_promise(async move {
             let resp = engine.answer_later(later).await;
-            Ok(convert::to_answer(resp))
+            Ok(convert::to_web_response(resp)?.into())
         })
         .into(),
     }
-}
-
-/// The `Response`, or a promise rejected with the error that kept it from being made (a
-/// header `Headers` refuses): never a JavaScript exception thrown through wasm, whose stack
-/// it would leave unwound.
-fn answer(resp: CoreResponse) -> JsValue {
-    convert::to_answer(resp)
 }

@@ -77,7 +77,7 @@ export function response_of(body, status, text) {
   try {
     return new Response(body, { status, headers: headers_of(text) });
   } catch (e) {
-    return Promise.reject(e);
+    return e instanceof Error ? e : new Error(String(e));
   }
 }
 const STREAM = { type: "stream" };
@@ -94,9 +94,9 @@ extern "C" {
     /// A request's method, URL and headers in one string: `method\nurl\n` then as [`headers_from`].
     pub fn request_text(request: &web_sys::Request) -> String;
     /// `new Response(body, {status, headers})`, the headers given as [`headers_as_text`] gives
-    /// them; a promise rejected with the error when `Response` refuses them. The snippets catch
-    /// their own exceptions (rather than wasm-bindgen's `catch`, a wrapper with `apply` around
-    /// every call): the answer is handed to the runtime as it is, whichever it is.
+    /// them; the `Error` instead when `Response` refuses them. The snippets catch their own
+    /// exceptions (rather than wasm-bindgen's `catch`, a wrapper with `apply` around every
+    /// call, and a JavaScript exception must never unwind through wasm frames).
     pub fn response_of(body: &JsValue, status: u16, text: &str) -> JsValue;
     /// `namespace.getWithMetadata(key, {type: "stream"})`: KV's promise, or a rejected one when
     /// the call throws.
@@ -119,20 +119,21 @@ pub fn headers_of_text(text: &str) -> Headers {
     out
 }
 
-/// The core's headers as one string for [`response_of`]; `None` when a name or value holds a
-/// line break (which `Headers` refuses: [`headers_to`] reports it).
-pub fn headers_as_text(headers: &Headers) -> Option<String> {
+/// The core's headers as one string for [`response_of`]; `Err` names a header whose name or
+/// value holds a line break (which `Headers` would refuse anyway, and which would misalign the
+/// pairs here).
+pub fn headers_as_text(headers: &Headers) -> Result<String, String> {
     let mut text = String::with_capacity(256);
     for (name, value) in headers.iter() {
         if name.contains('\n') || value.contains('\n') {
-            return None;
+            return Err(format!("the answer's header {name:?} holds a line break, which HTTP does not allow"));
         }
         text.push_str(name);
         text.push('\n');
         text.push_str(value);
         text.push('\n');
     }
-    Some(text)
+    Ok(text)
 }
 
 /// A `Headers` object holding the core's headers.

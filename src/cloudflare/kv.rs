@@ -81,22 +81,31 @@ impl WorkersKv {
         validate_key(key)?;
         let options = js::object(&[("type", kind.into())]).map_err(classify_js)?;
         let result = js::call_async(&self.binding, "getWithMetadata", &[key.into(), options.into()]).await.map_err(classify_js)?;
-        let value = field(&result, "value")?;
-        if value.is_null() || value.is_undefined() {
-            return Ok(None);
-        }
-        Ok(Some(StoredValue { value: body(value), metadata: metadata_text(field(&result, "metadata")?) }))
+        stored_value(&result, body)
     }
-}
 
-impl WorkersKv {
     /// Starts the read [`KvStore::get_to_serve`] makes, and returns KV's promise of
     /// `{value, metadata}` (value a stream, or `null`) unawaited, for the entry point to chain
     /// (see [`super::fast`]).
-    pub(crate) fn start_get_to_serve(&self, key: &str) -> Result<JsValue, StoreError> {
+    pub(crate) fn start_get_to_serve(&self, key: &str) -> Result<js_sys::Promise, StoreError> {
         validate_key(key)?;
-        Ok(js::kv_get_to_serve(&self.binding, key).into())
+        Ok(js::kv_get_to_serve(&self.binding, key))
     }
+}
+
+/// What `getWithMetadata` gave: `None` for no value, else the value made a body by `body` and
+/// the metadata as JSON text.
+fn stored_value(result: &JsValue, body: impl FnOnce(JsValue) -> Body) -> Result<Option<StoredValue>, StoreError> {
+    let value = field(result, "value")?;
+    if value.is_null() || value.is_undefined() {
+        return Ok(None);
+    }
+    Ok(Some(StoredValue { value: body(value), metadata: metadata_text(field(result, "metadata")?) }))
+}
+
+/// A value read to be served: KV's `ReadableStream`, which `convert::to_web_response` sends on.
+pub(crate) fn served_body(value: JsValue) -> Body {
+    Body::served(Rc::new(value.unchecked_into::<web_sys::ReadableStream>()))
 }
 
 impl KvStore for WorkersKv {
@@ -105,8 +114,9 @@ impl KvStore for WorkersKv {
     }
 
     async fn get_to_serve(&self, key: &str) -> Result<Option<StoredValue>, StoreError> {
-        // The handle is KV's `ReadableStream`, which `convert::to_web_response` sends on.
-        self.get_with_metadata(key, "stream", |value| Body::served(Rc::new(value.unchecked_into::<web_sys::ReadableStream>()))).await
+        // The same read the fast path makes (`start_get_to_serve`), awaited here.
+        let result = wasm_bindgen_futures::JsFuture::from(self.start_get_to_serve(key)?).await.map_err(classify_js)?;
+        stored_value(&result, served_body)
     }
 
     async fn put(&self, key: &str, value: Body, opts: PutOptions) -> Result<(), StoreError> {

@@ -62,11 +62,13 @@ export default {
   // everything that needs more than the page's read), or gives back a number and KV's promise
   // of the page; the read is chained here, so that a HIT never runs Rust's async executor.
   // After a crash, a request whose read was in flight comes back `undefined` from
-  // `fetch_after_read`, and is taken again, whole, through the `fetch` export.
+  // `fetch_after_read`, and is taken again, whole, through the `fetch` export. An answer the
+  // runtime refused to make (a header it does not allow) comes back as its `Error`, thrown
+  // here: wasm never throws through its own frames.
   fetch(request, env, ctx) {
     try {
       const begun = imports.fetch_begin(request, env, ctx);
-      if (!Array.isArray(begun)) return begun;
+      if (!Array.isArray(begun)) return answered(begun);
       const [number, read] = begun;
       return read.then(
         (page) => afterRead(() => imports.fetch_after_read(number, page.value, page.metadata == null ? undefined : JSON.stringify(page.metadata)), request, env, ctx),
@@ -99,11 +101,16 @@ export default {
 
 function afterRead(step, request, env, ctx) {
   try {
-    return step() ?? imports.fetch(request, env, ctx);
+    return answered(step() ?? imports.fetch(request, env, ctx));
   } catch (e) {
     noticeTrap(e);
     throw e;
   }
+}
+
+function answered(answer) {
+  if (answer instanceof Error) throw answer;
+  return answer;
 }
 
 // The coordinator's Durable Object class (src/cloudflare/coordinator.rs). workerd constructs it

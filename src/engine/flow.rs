@@ -29,6 +29,8 @@ use crate::runtime::origin::Origin;
 use crate::store::{layout, KvStore, StoreError, StoredValue};
 
 /// What [`Engine::begin`] found a request needs.
+// `Read` is the HIT's way and stays unboxed (no allocation per HIT); `Later` is boxed.
+#[allow(clippy::large_enum_variant)]
 pub enum Begun {
     /// Read this page (with [`KvStore::get_to_serve`]), then call [`Engine::after_read`].
     Read(PendingRead),
@@ -61,7 +63,7 @@ impl PendingRead {
 }
 
 /// A request whose answer needs I/O beyond the page's read.
-pub struct Later(LaterKind);
+pub struct Later(Box<LaterKind>);
 
 /// What [`Engine::begin`] or [`Engine::after_read`] decided the request needs: carried, so
 /// that nothing is decided twice.
@@ -77,7 +79,7 @@ enum LaterKind {
     /// A page whose log copy is too old to check it against: read beside a refresh.
     ReadAfterLog(PendingRead),
     /// A page to render while the visitor waits (none stored, or expired).
-    Render(RenderNeeded),
+    Render(Box<RenderNeeded>),
 }
 
 /// A page to render while its visitor waits, on top of `previous` (if any), with the time the
@@ -109,7 +111,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     /// Step 1 (no await): what `req` needs before anything can be answered.
     pub fn begin(&self, req: Request) -> Begun {
         self.announce_coordination();
-        let later = |kind| Begun::Later(Later(kind));
+        let later = |kind| Begun::Later(Later(Box::new(kind)));
         // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
         let url = crate::rules::key::parse_url(&req.url).ok();
         if let Some(path) = url.as_ref().map(|u| u.path()) {
@@ -141,12 +143,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     pub fn after_read(&self, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> AfterRead {
         match self.outcome(pending, read) {
             Ok(resp) => AfterRead::Answer(self.conclude(resp)),
-            Err(render) => AfterRead::Later(Later(LaterKind::Render(render))),
+            Err(render) => AfterRead::Later(Later(Box::new(LaterKind::Render(render)))),
         }
     }
 
     /// [`Engine::after_read`] before [`Engine::conclude`]: the answer, or the render it needs.
-    fn outcome(&self, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> Result<Response, RenderNeeded> {
+    fn outcome(&self, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> Result<Response, Box<RenderNeeded>> {
         let PendingRead { req, key, page_key, started } = pending;
         let stored = self.decode_page(&page_key, read);
         let now = self.clock.now_ms();
@@ -184,13 +186,13 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         match served {
             Ok(resp) => Ok(super::timing::add(resp, Timing { kv_ms, origin_ms: None })),
-            Err(previous) => Err(RenderNeeded { req, key, page_key, previous, since: now, kv_ms }),
+            Err(previous) => Err(Box::new(RenderNeeded { req, key, page_key, previous, since: now, kv_ms })),
         }
     }
 
     /// The answer of a request [`Engine::begin`] or [`Engine::after_read`] could not finish.
     pub async fn answer_later(&self, later: Later) -> Response {
-        let resp = match later.0 {
+        let resp = match *later.0 {
             LaterKind::Webhook(req) => {
                 let answer = match self.read_small_body(req).await {
                     Ok(req) => self.handle_revalidate(req).await,
@@ -225,7 +227,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         self.conclude(resp)
     }
 
-    async fn render_needed(&self, r: RenderNeeded) -> Response {
+    async fn render_needed(&self, r: Box<RenderNeeded>) -> Response {
         self.timed_render(&r.req, &r.key, &r.page_key, r.previous, r.since, r.kv_ms).await
     }
 
