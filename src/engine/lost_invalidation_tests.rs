@@ -30,6 +30,13 @@ fn page(content: &str) -> Reply {
     Reply::page(content, &[("cache-control", "s-maxage=3600"), ("cache-tag", "t")])
 }
 
+/// `/p` rendered ("one", tag `t`, fresh for an hour) and written.
+async fn store_p(b: &Bench) {
+    b.origin.reply("/p", page("one"));
+    b.get("/p").await;
+    b.run_background().await;
+}
+
 async fn meta_of(kv: &MemoryKv, id: &str) -> Option<PageMeta> {
     let v = KvStore::get(kv, &layout::page_key("1", id)).await.unwrap()?;
     PageMeta::decode(v.metadata.as_deref()).ok()
@@ -105,9 +112,7 @@ fn an_expire_after_a_stale_mark_expires_even_during_the_regeneration() {
 fn an_expire_after_a_stale_mark_expires() {
     let b = Bench::new();
     block_on(async {
-        b.origin.reply("/p", page("one"));
-        b.get("/p").await;
-        b.run_background().await;
+        store_p(&b).await;
         b.clock.advance(1_000);
         b.engine().invalidate(&hosts(), &tag("t", InvalidationMode::Stale)).await;
         b.clock.advance(1_000);
@@ -124,9 +129,7 @@ fn the_recheck_of_one_invalidation_writes_nothing_but_a_later_one_rewrites() {
     let b = Bench::new();
     let jobs = Rc::new(MemoryJobQueue::new());
     block_on(async {
-        b.origin.reply("/p", page("one"));
-        b.get("/p").await;
-        b.run_background().await;
+        store_p(&b).await;
         b.clock.advance(1_000);
         b.engine().with_jobs(jobs.clone()).invalidate(&hosts(), &tag("t", InvalidationMode::Stale)).await;
         let (recheck, _) = jobs.take_all().pop().unwrap();
@@ -177,9 +180,7 @@ fn an_older_render_never_replaces_a_newer_one_two_renders_in_flight() {
 fn a_page_write_retried_after_429_keeps_a_mark_that_landed_meanwhile() {
     let b = Bench::new();
     block_on(async {
-        b.origin.reply("/p", page("one"));
-        b.get("/p").await;
-        b.run_background().await;
+        store_p(&b).await;
         b.clock.advance(3_700_000);
         b.origin.reply("/p", page("two"));
         assert_eq!(cache_state(&b.get("/p").await), "STALE");
@@ -205,9 +206,7 @@ fn a_failed_queue_send_is_answered_503_so_the_cms_retries() {
     let b = Bench::with_config(config);
     let jobs = Rc::new(MemoryJobQueue::new());
     block_on(async {
-        b.origin.reply("/p", page("one"));
-        b.get("/p").await;
-        b.run_background().await;
+        store_p(&b).await;
         b.clock.advance(1_000);
         jobs.fail_next_sends(1);
         let req = Request::new("POST", "https://site.test/api/revalidate?tag=t")
@@ -225,9 +224,7 @@ fn a_queue_job_that_could_not_finish_asks_to_be_retried() {
     let b = Bench::new();
     let jobs = Rc::new(MemoryJobQueue::new());
     block_on(async {
-        b.origin.reply("/p", page("one"));
-        b.get("/p").await;
-        b.run_background().await;
+        store_p(&b).await;
         b.clock.advance(1_000);
         b.engine().with_jobs(jobs.clone()).invalidate(&hosts(), &tag("t", InvalidationMode::Stale)).await;
         let (recheck, _) = jobs.take_all().pop().unwrap();
@@ -259,9 +256,7 @@ fn the_recheck_waits_for_the_longest_miss_a_render_can_take() {
     let jobs = Rc::new(MemoryJobQueue::new());
     let delay = recheck_delay_s(&config);
     block_on(async {
-        b.origin.reply("/p", page("one"));
-        b.get("/p").await;
-        b.run_background().await;
+        store_p(&b).await;
         b.clock.advance(61_000);
         // Far away, a visitor's MISS render started just before the invalidation ...
         let started = crate::runtime::clock::Clock::now_ms(&b.clock);
