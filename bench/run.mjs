@@ -27,6 +27,7 @@
 
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
+import nodeHttp from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -381,6 +382,44 @@ function cpuPerRequest(server, url, secs) {
   return (cpuMs(pid) - before) / w.requests;
 }
 
+/** Time to the first body byte and to the last of a GET of `url` (ms), and its cache state. */
+function firstAndLastByte(url) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let first;
+    const req = nodeHttp.get(url, { agent: false }, (res) => {
+      res.on("data", () => (first ??= performance.now() - t0));
+      res.on("end", () => resolve({ first_ms: first ?? performance.now() - t0, last_ms: performance.now() - t0, state: res.headers["x-isr-cache"] || "" }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.setTimeout(30000, () => req.destroy(new Error(`${url}: no answer within 30 s`)));
+  });
+}
+
+/**
+ * A MISS's time to first byte against the origin's own (issue 15: the MISS streams): `n`
+ * pages of `bytes` never asked before, each fetched from the origin directly, then through
+ * edge-isr (a MISS), then again once stored (a HIT); medians.
+ */
+async function missFirstByte(origin, edge, behave, bytes, n = 7) {
+  const rows = { origin: [], miss: [], hit: [] };
+  for (let i = 0; i < n; i++) {
+    const p = `/ttfb${bytes}-${i}`;
+    await behave(p, { size: bytes, headers: { "cache-control": "s-maxage=600" } });
+    rows.origin.push(await firstAndLastByte(origin + p));
+    const miss = await firstAndLastByte(edge + p);
+    if (miss.state !== "MISS") die(`${p}: expected a MISS, got ${miss.state || "no cache state"}`);
+    rows.miss.push(miss);
+    rows.hit.push(await poll(`${p} to be stored`, 15000, 50, async () => {
+      const hit = await firstAndLastByte(edge + p);
+      return hit.state === "HIT" && hit;
+    }));
+  }
+  const med = (xs, k) => median(xs.map((x) => x[k]));
+  return Object.fromEntries(Object.entries(rows).map(([k, xs]) => [k, { first_ms: med(xs, "first_ms"), last_ms: med(xs, "last_ms") }]));
+}
+
 async function cpuPairs(runs, servers) {
   const out = [];
   if (CFG.profiles <= 0) return out;
@@ -604,6 +643,11 @@ async function main() {
   results.peer = { missing: peerMissing, variants: PEERS.map((p) => ({ ...p, started: peerStarted.includes(p) })), page_bytes: peerBytes, versions: peerVersions() };
 
   fs.writeFileSync(path.join(OUT, "results.partial.json"), JSON.stringify(results, null, 2));
+
+  if (CFG.sizes.includes("1m")) {
+    say("MISS time to first byte, 1 MiB");
+    results.miss_first_byte = await missFirstByte(origin, servers.edge.url, behave, SIZE_BYTES["1m"]);
+  }
 
   // 4. KV operations per cache state, counted (separate instance, nothing else running).
   say("counting KV operations per cache state");
@@ -913,6 +957,16 @@ function report(R) {
       R.cpu.map((c) => [c.size, c.edge_ms.toFixed(2), c.base_ms.toFixed(2), fmtRatio(c.ratio), `${fmtRatio(c.ratio_range[0])}-${fmtRatio(c.ratio_range[1])}`,
         c.runtime_ratio ? `${c.edge_runtime_ms.toFixed(2)}, ${c.base_runtime_ms.toFixed(2)}` : "-", c.runtime_ratio ? fmtRatio(c.runtime_ratio) : "-",
         c.runtime_ratio ? `${fmtRatio(c.runtime_ratio_range[0])}-${fmtRatio(c.runtime_ratio_range[1])}` : "-"])), "");
+  }
+  if (R.miss_first_byte) {
+    const m = R.miss_first_byte;
+    L.push("### MISS time to first byte (1 MiB)", "");
+    L.push("7 pages never asked before, each fetched from the test origin directly, then through edge-isr (MISS: it streams while the page is stored), then again once stored (HIT); medians, one connection each.", "");
+    L.push(table(["", "first byte ms", "last byte ms"], [
+      ["the origin's own", m.origin.first_ms.toFixed(1), m.origin.last_ms.toFixed(1)],
+      ["edge-isr MISS", m.miss.first_ms.toFixed(1), m.miss.last_ms.toFixed(1)],
+      ["edge-isr HIT (the same pages)", m.hit.first_ms.toFixed(1), m.hit.last_ms.toFixed(1)],
+    ]), "");
   }
   L.push("### Goals", "");
   const goals = [];

@@ -1,17 +1,16 @@
 //! A MISS streams in the real worker: the visitor gets the origin's first bytes while the
-//! origin still holds the rest, the page is stored once whole, and the time to first byte of a
-//! 1 MiB MISS is measured against the origin's own.
+//! origin still holds the rest, and the page is stored once whole. (The time to first byte of
+//! a 1 MiB MISS against the origin's own is measured by `make bench`, not here.)
 
 use crate::support::{poll, Suite};
 use crate::Test;
 use serde_json::{json, Value};
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Every test of this file.
 pub const TESTS: &[Test] = &[
     ("a_miss_streams_before_the_origin_has_finished", a_miss_streams_before_the_origin_has_finished),
-    ("a_1_mib_miss_first_byte_against_the_origins", a_1_mib_miss_first_byte_against_the_origins),
 ];
 
 const SHORT: Duration = Duration::from_secs(10);
@@ -44,63 +43,4 @@ fn a_miss_streams_before_the_origin_has_finished(s: &Suite) {
     assert_eq!(hit.body.as_bytes(), &whole[..], "the stored page is the one that streamed");
     assert_ne!(hit.header("etag"), "", "computed from the stored body");
     assert_eq!(s.stats(p).renders, 1);
-}
-
-/// Time to the first body byte and to the last of a GET of `url`.
-fn first_and_last_byte(url: &str) -> (Duration, Duration, Option<String>, String) {
-    let t0 = Instant::now();
-    let resp = ureq::get(url).timeout(Duration::from_secs(20)).call().expect("answered");
-    let state = resp.header("x-isr-cache").map(str::to_string);
-    let timing = resp.header("server-timing").unwrap_or_default().to_string();
-    let mut reader = resp.into_reader();
-    let mut byte = [0u8; 1];
-    reader.read_exact(&mut byte).expect("a first byte");
-    let first = t0.elapsed();
-    std::io::copy(&mut reader, &mut std::io::sink()).expect("the rest");
-    (first, t0.elapsed(), state, timing)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// A measurement (BENCHMARKS.md quotes it), checked only for being seven MISSes.
-fn a_1_mib_miss_first_byte_against_the_origins(s: &Suite) {
-    let (mut origin_first, mut origin_last, mut miss_first, mut miss_last, mut timings) = (vec![], vec![], vec![], vec![], vec![]);
-    for i in 0..7 {
-        let p = format!("/e2e/stream/mib{i}");
-        s.behave(&p, json!({"headers": {"cache-control": "s-maxage=600"}, "size": 1024 * 1024}));
-        let (first, last, _, _) = first_and_last_byte(&format!("{}{p}", s.origin_url()));
-        origin_first.push(first);
-        origin_last.push(last);
-        let (first, last, state, timing) = first_and_last_byte(&format!("{}{p}", s.worker));
-        assert_eq!(state.as_deref(), Some("MISS"), "{p}");
-        timings.push(timing);
-        miss_first.push(first);
-        miss_last.push(last);
-    }
-    println!(
-        "    1 MiB, median of 7: origin first byte {}, last {}; MISS first byte {}, last {}",
-        ms(median(origin_first)),
-        ms(median(origin_last)),
-        ms(median(miss_first)),
-        ms(median(miss_last))
-    );
-    println!("    the MISSes' Server-Timing: {}", timings.join(" | "));
-    // The same pages as HITs: the first byte of this stack (wrangler dev's proxy, the isolate)
-    // without the origin.
-    let (mut hit_first, mut hit_last) = (vec![], vec![]);
-    for i in 0..7 {
-        let url = format!("{}/e2e/stream/mib{i}", s.worker);
-        let (first, last, state, _) = poll("the page stored", SHORT, || Some(first_and_last_byte(&url)).filter(|r| r.2.as_deref() == Some("HIT")));
-        assert_eq!(state.as_deref(), Some("HIT"));
-        hit_first.push(first);
-        hit_last.push(last);
-    }
-    println!("    the same pages as HITs (KV's stream passed on): first byte {}, last {}", ms(median(hit_first)), ms(median(hit_last)));
 }
