@@ -3,7 +3,8 @@
 // run by hand, it prints the functions with the most self time too. Node >= 22 (its WebSocket
 // takes headers: wrangler's inspector proxy wants an Origin header).
 //
-//   node bench/profile.mjs <inspector port> <url> [seconds=5] [profile.json]
+//   [PROFILE_PID=<runtime workerd pid>] [PROFILE_INTERVAL_US=200] \
+//     node bench/profile.mjs <inspector port> <url> [seconds=5] [profile.json]
 //
 // Start the worker with `wrangler dev ... --inspector-port <port>` and warm the URL first. Prints
 // wrk's throughput, the isolate's idle share, its busy (non-idle) time per request, and the
@@ -20,7 +21,40 @@ import { pathToFileURL } from "node:url";
  * thread, 10 connections, as the bench). Returns wrk's throughput and request count, the
  * isolate's busy time per request, its idle share, the self time by function, and the profile.
  */
-export async function profileOnce(port, url, secs = 5) {
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
+
+/**
+ * CPU time (user + system, ms) of each thread of process `pid`, by thread id, with its name;
+ * `{}` where there is no /proc. The runtime runs the isolate on its main thread (tid = pid);
+ * V8's profiler samples from threads of its own, which this keeps apart.
+ */
+export function threadCpu(pid) {
+  const out = {};
+  let tids = [];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+      out[tid] = { name, ms: ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK };
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+/** What each thread of `pid` spent between two `threadCpu` readings, ms. */
+export function threadCpuDelta(before, after) {
+  return Object.entries(after).map(([tid, a]) => ({ tid: Number(tid), name: a.name, ms: a.ms - (before[tid]?.ms || 0) }));
+}
+
+export async function profileOnce(port, url, secs = 5, { pid, interval = 200, started, wrkPrefix = [] } = {}) {
   const targets = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
   const target = targets.find((t) => t.webSocketDebuggerUrl);
   if (!target) throw new Error(`no inspector target on port ${port}`);
@@ -46,9 +80,12 @@ export async function profileOnce(port, url, secs = 5) {
     });
 
   await call("Profiler.enable");
-  await call("Profiler.setSamplingInterval", { interval: 200 });
+  await call("Profiler.setSamplingInterval", { interval });
   await call("Profiler.start");
-  const w = spawnSync("wrk", ["-t1", "-c10", `-d${secs}s`, "--latency", url], { encoding: "utf8", timeout: (Number(secs) + 30) * 1000 });
+  started?.();
+  const cpu0 = pid ? threadCpu(pid) : null;
+  const w = spawnSync(wrkPrefix[0] || "wrk", [...wrkPrefix.slice(1), ...(wrkPrefix.length ? ["wrk"] : []), "-t1", "-c10", `-d${secs}s`, "--latency", url], { encoding: "utf8", timeout: (Number(secs) + 30) * 1000 });
+  const threads = pid ? threadCpuDelta(cpu0, threadCpu(pid)) : null;
   const profile = (await call("Profiler.stop")).result.profile;
   ws.close();
 
@@ -70,6 +107,10 @@ export async function profileOnce(port, url, secs = 5) {
   return {
     rps, requests, profiled_us: all, idle_share: idle / all,
     busy_ms_per_request: (all - idle) / 1000 / requests,
+    // With `pid` (the runtime's process): its threads' CPU per request while profiled, and the
+    // main thread's (the isolate's), which the profiler's own threads do not add to.
+    threads: threads && threads.map((t) => ({ ...t, ms_per_request: t.ms / requests })),
+    main_thread_cpu_ms_per_request: threads ? (threads.find((t) => t.tid === Number(pid))?.ms ?? NaN) / requests : null,
     self: [...self].sort((a, b) => b[1] - a[1]).map(([name, us]) => ({ name, share: us / all })),
     profile,
   };
@@ -81,10 +122,15 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     console.error("usage: node bench/profile.mjs <inspector port> <url> [seconds] [profile.json]");
     process.exit(2);
   }
-  const p = await profileOnce(port, url, secs);
+  const pid = process.env.PROFILE_PID ? Number(process.env.PROFILE_PID) : undefined;
+  const p = await profileOnce(port, url, secs, { pid, interval: Number(process.env.PROFILE_INTERVAL_US || 200) });
   if (out) fs.writeFileSync(out, JSON.stringify(p.profile));
   console.log(`${url}: ${p.rps} req/s (${p.requests} requests, profiler attached)`);
   console.log(`isolate: ${(p.profiled_us / 1e6).toFixed(2)} s profiled, idle ${(100 * p.idle_share).toFixed(1)} %, busy ${p.busy_ms_per_request.toFixed(2)} ms per request`);
+  if (p.threads) {
+    console.log(`runtime threads, CPU per request: main (the isolate's) ${p.main_thread_cpu_ms_per_request.toFixed(3)} ms`);
+    for (const t of p.threads.filter((t) => t.ms > 0)) console.log(`  ${String(t.tid).padStart(8)} ${t.name.padEnd(16)} ${t.ms_per_request.toFixed(3)} ms`);
+  }
   console.log("self time:");
   for (const { name, share } of p.self.slice(0, 15)) console.log(`  ${(100 * share).toFixed(1).padStart(5)} %  ${name}`);
   process.exit(0);

@@ -22,7 +22,8 @@
 // BENCH_INVALIDATE (page counts, "1000,10000"; empty skips), BENCH_OUT (where results go),
 // BENCH_PAIRS (paired runs per comparison and size, 7; 0 skips them), BENCH_PAIR_DURATION (3),
 // BENCH_PEER (0 leaves the peer out), BENCH_PROFILES (profiled pairs per size for the isolate CPU
-// per HIT, 3; 0 skips them). BENCH_PEER_MISSING (set by bench.sh when the peer's install
+// per HIT, 3; 0 skips them), BENCH_HOLD (1: start and warm everything, write OUT/hold.json, and
+// wait for Ctrl-C instead of measuring: for profiling by hand). BENCH_PEER_MISSING (set by bench.sh when the peer's install
 // or build failed) says why the peer is missing: the rest runs, and the peer is reported missing.
 
 import { spawn, spawnSync } from "node:child_process";
@@ -575,6 +576,18 @@ async function main() {
     for (const q of peerStarted) {
       if (peerBytes[q.key]?.[size]) runs.push({ size, sys: q.sys, state: "HIT", url: servers[q.key].url + hit, expect: "HIT", expectStatus: 200, peer: true, optional: true });
     }
+  }
+
+  // BENCH_HOLD=1: keep everything running, warmed, for profiling by hand (bench/profile.mjs,
+  // bench/threads.mjs), until Ctrl-C; what runs where goes to OUT/hold.json.
+  if (process.env.BENCH_HOLD === "1") {
+    const hold = {
+      origin, runs: runs.map(({ size, sys, state, url, headers }) => ({ size, sys, state, url, headers })),
+      servers: Object.fromEntries(Object.entries(servers).map(([k, s]) => [k, { url: s.url, inspector: s.inspector, pgid: s.pgid, runtime_pid: runtimePid(s) }])),
+    };
+    fs.writeFileSync(path.join(OUT, "hold.json"), JSON.stringify(hold, null, 2));
+    say(`holding (BENCH_HOLD=1): ${path.join(OUT, "hold.json")}; Ctrl-C stops everything`);
+    await new Promise(() => {});
   }
 
   // 3. Load: a short warm-up run of each, then rounds, the order rotated every round.
