@@ -15,17 +15,29 @@ use wasm_bindgen_futures::JsFuture;
 /// by the engine.
 pub fn from_web_request(req: web_sys::Request) -> CoreRequest {
     // One call for the method, the URL and the headers (see `js::request_text`).
-    let text = js::request_text(&req);
-    let mut parts = text.splitn(3, '\n');
-    let method = parts.next().unwrap_or_default().to_ascii_uppercase();
-    let url = parts.next().unwrap_or_default().to_string();
-    let headers = js::headers_of_text(parts.next().unwrap_or_default());
+    let CoreRequest { method, url, headers, .. } = request_of_text(&js::request_text(&req));
     let body = if method != "GET" && method != "HEAD" && req.body().is_some() {
         Body::streaming(Rc::new(JsRequestBody(req)))
     } else {
         Body::new()
     };
     CoreRequest { method, url, headers, body }
+}
+
+/// What the cache path needs of a visitor request (see [`crate::engine::Engine::begin_view`]):
+/// its method, URL and [`crate::rules::policy::CACHE_PATH_HEADERS`], no body; `req` stays
+/// whole, for [`from_web_request`] when the engine needs more.
+pub fn from_web_request_view(req: &web_sys::Request) -> CoreRequest {
+    request_of_text(&js::request_view_text(req))
+}
+
+/// The bodiless request `text` describes (`method\nurl\n` and headers, as `js::request_text`).
+fn request_of_text(text: &str) -> CoreRequest {
+    let mut parts = text.splitn(3, '\n');
+    let method = parts.next().unwrap_or_default().to_ascii_uppercase();
+    let url = parts.next().unwrap_or_default().to_string();
+    let headers = js::headers_of_text(parts.next().unwrap_or_default());
+    CoreRequest { method, url, headers, body: Body::new() }
 }
 
 /// Starts reading what is left of `req`'s body when nobody consumed it (a webhook body refused

@@ -61,8 +61,12 @@ pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ct
         super::panic_now();
     }
     let raw = Clone::clone(&req); // the same JavaScript object
-    let core = convert::from_web_request(req);
-    match engine.begin(core) {
+    // What the cache path reads first; the whole request only when that is not enough.
+    let begun = match engine.begin_view(convert::from_web_request_view(&req)) {
+        Some(begun) => begun,
+        None => engine.begin(convert::from_web_request(req)),
+    };
+    match begun {
         Begun::Read(pending) => match engine.store.start_get_to_serve(pending.page_key()) {
             Ok(read) => {
                 let number = WAITING.with(|w| {

@@ -67,6 +67,16 @@ export function headers_text(headers) {
 export function request_text(request) {
   return request.method + "\n" + request.url + "\n" + headers_text(request.headers);
 }
+const CACHE_PATH_HEADERS = ["authorization", "cookie", "accept", "if-none-match"];
+export function request_view_text(request) {
+  const headers = request.headers;
+  let text = request.method + "\n" + request.url + "\n";
+  for (const name of CACHE_PATH_HEADERS) {
+    const value = headers.get(name);
+    if (value !== null) text += name + "\n" + value + "\n";
+  }
+  return text;
+}
 function headers_of(text) {
   const headers = new Headers();
   const parts = text.split("\n");
@@ -93,6 +103,10 @@ extern "C" {
     fn headers_text(headers: &web_sys::Headers) -> String;
     /// A request's method, URL and headers in one string: `method\nurl\n` then as [`headers_from`].
     pub fn request_text(request: &web_sys::Request) -> String;
+    /// [`request_text`] with only the headers the cache path reads
+    /// ([`crate::rules::policy::CACHE_PATH_HEADERS`], which the snippet's list must equal: a
+    /// test in `rules::policy` checks): four `get`s rather than a walk over every header.
+    pub fn request_view_text(request: &web_sys::Request) -> String;
     /// `new Response(body, {status, headers})`, the headers given as [`headers_as_text`] gives
     /// them; the `Error` instead when `Response` refuses them. The snippets catch their own
     /// exceptions (rather than wasm-bindgen's `catch`, a wrapper with `apply` around every

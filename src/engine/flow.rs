@@ -17,16 +17,17 @@
 //! [`Engine::handle`] is the same steps with the read awaited in Rust: native tests and every
 //! other entry point run the very code the fast path runs.
 
-use super::{admin, timing::Timing, Engine};
+use super::routes::{PageAt, UrlRoute};
+use super::{timing::Timing, Engine};
 use crate::http::{Request, Response};
 use crate::rules::freshness::{freshness_within, Freshness};
 use crate::rules::invalidation::InvalidationMode;
 use crate::rules::key::CacheKey;
 use crate::rules::meta::PageMeta;
-use crate::rules::policy::{self, RequestDecision};
+use crate::rules::policy;
 use crate::rules::state::{BypassReason, CacheState};
 use crate::runtime::origin::Origin;
-use crate::store::{layout, KvStore, StoreError, StoredValue};
+use crate::store::{KvStore, StoreError, StoredValue};
 
 /// What [`Engine::begin`] found a request needs.
 // `Read` is the HIT's way and stays unboxed (no allocation per HIT); `Later` is boxed.
@@ -48,7 +49,8 @@ pub enum AfterRead {
 
 /// A cacheable request waiting for its page's read.
 pub struct PendingRead {
-    req: Request,
+    /// The request as the cache path sees it ([`policy::cache_view`]).
+    pub(super) req: Request,
     key: CacheKey,
     page_key: String,
     /// When the read started (the engine's clock), for `Server-Timing`.
@@ -110,33 +112,42 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// Step 1 (no await): what `req` needs before anything can be answered.
     pub fn begin(&self, req: Request) -> Begun {
+        self.begin_taken(req, true).expect("a whole request is always taken")
+    }
+
+    /// [`Engine::begin`] for a request of which only its method, URL and
+    /// [`policy::CACHE_PATH_HEADERS`] were taken from the runtime (the Workers fast path): what
+    /// a cacheable request needs, or `None` when it needs the whole request (the webhook, the
+    /// admin page, a BYPASS: take it whole and call [`Engine::begin`]).
+    pub fn begin_view(&self, view: Request) -> Option<Begun> {
+        self.begin_taken(view, false)
+    }
+
+    fn begin_taken(&self, req: Request, whole: bool) -> Option<Begun> {
         self.announce_coordination();
-        let later = |kind| Begun::Later(Later(Box::new(kind)));
-        // One parse of the URL routes the worker's own paths (webhook, admin page) and keys pages.
-        let url = crate::rules::key::parse_url(&req.url).ok();
-        if let Some(path) = url.as_ref().map(|u| u.path()) {
-            if path == self.config.revalidate_path {
-                return later(LaterKind::Webhook(req));
-            }
-            if admin::is_admin_path(path) {
-                return later(LaterKind::Admin(req));
-            }
-            if self.is_tier_test_route(path) {
-                return later(LaterKind::TierTestRoute);
-            }
-        }
-        let key = match policy::classify_parsed(&req, url.as_ref(), &self.config) {
-            RequestDecision::Cacheable(key) => key,
-            RequestDecision::Bypass(reason) => return later(LaterKind::Bypass(req, reason)),
+        let later = |kind| whole.then(|| Begun::Later(Later(Box::new(kind))));
+        // What the URL is (the worker's own paths, or a page and its key), remembered per isolate.
+        let page = match &*self.route_of(&req.url) {
+            UrlRoute::Webhook => return later(LaterKind::Webhook(req)),
+            UrlRoute::Admin => return later(LaterKind::Admin(req)),
+            UrlRoute::TierTestRoute => return later(LaterKind::TierTestRoute),
+            UrlRoute::Page(page) => page.clone(),
         };
-        let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
+        if let Some(reason) = policy::bypass_reason(&req, &self.config) {
+            return later(LaterKind::Bypass(req, reason));
+        }
+        let Some(PageAt { key, page_key }) = page else {
+            return later(LaterKind::Bypass(req, BypassReason::Unkeyable));
+        };
+        // From here on only what decides a cached answer is kept (whole or not, the same view).
+        let req = policy::cache_view(req);
         let pending = PendingRead { req, key, page_key, started: self.clock.now_ms() };
         // A log copy too old to check a page against is refreshed first, beside the read.
-        if self.log_usable_now() {
+        Some(if self.log_usable_now() {
             Begun::Read(pending)
         } else {
-            later(LaterKind::ReadAfterLog(pending))
-        }
+            Begun::Later(Later(Box::new(LaterKind::ReadAfterLog(pending))))
+        })
     }
 
     /// Step 2 (no await): the answer from the page `read` gave, when it needs no more I/O.

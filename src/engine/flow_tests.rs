@@ -12,13 +12,17 @@ fn get(path: &str) -> Request {
     Request::new("GET", &format!("https://site.test{path}"))
 }
 
-/// `req` through the two steps. `Ok`: answered by `after_read`, with no await in the engine
-/// (only the store's own read is awaited here, standing in for the adapter's); `Err`: what
-/// `answer_later` gave, and at which step the request was handed on.
+/// `req` through the two steps, begun as the adapter begins: from the cache path's view of it
+/// (what `request_view_text` takes from the runtime), and whole only when that is not enough.
+/// `Ok`: answered by `after_read`, with no await in the engine (only the store's own read is
+/// awaited here, standing in for the adapter's); `Err`: what `answer_later` gave, and at which
+/// step the request was handed on.
 fn two_steps(b: &Bench, req: Request) -> Result<Response, (&'static str, Response)> {
     b.kv.begin_invocation();
     let engine = b.engine();
-    match engine.begin(req) {
+    let view = Request { body: crate::http::Body::new(), ..crate::rules::policy::cache_view(req.clone()) };
+    let begun = engine.begin_view(view).unwrap_or_else(|| engine.begin(req));
+    match begun {
         Begun::Read(pending) => {
             let read = block_on(b.kv.get_to_serve(pending.page_key()));
             match engine.after_read(pending, read) {
@@ -116,4 +120,29 @@ fn each_answer_is_counted_once_on_either_path() {
     let _ = two_steps(&b, get("/b"));
     let after = b.isolate.stats.current();
     assert_eq!((after.hit - before.hit, after.stale - before.stale, after.miss - before.miss), (1, 1, 1));
+}
+
+#[test]
+fn the_cache_paths_view_of_a_request_is_enough_for_it_and_only_for_it() {
+    let b = Bench::with_config(config_with(&[]));
+    stored(&b, 1_000);
+    let engine = b.engine();
+    // A cacheable request: its view is read, without the headers the cache path never reads.
+    let full = get("/a").with_header("x-extra", "1").with_header("If-None-Match", "\"e\"").with_header("accept", "text/html");
+    let Some(Begun::Read(pending)) = engine.begin_view(crate::rules::policy::cache_view(full.clone())) else {
+        panic!("a cacheable request is begun from its view");
+    };
+    assert_eq!(pending.req, crate::rules::policy::cache_view(full.clone()));
+    // Begun whole, it is narrowed to the same view, so every test of the cache path runs with
+    // what the Workers fast path takes.
+    let Begun::Read(whole) = engine.begin(full) else { panic!("a cacheable request is read") };
+    assert_eq!(whole.req, pending.req);
+    assert!(whole.req.headers.get("x-extra").is_none());
+    // The webhook, the admin page and a BYPASS need the whole request.
+    let webhook = Request::new("POST", "https://site.test/api/revalidate").with_header("authorization", "Bearer s3cret");
+    let admin = get("/__isr/admin");
+    let credentials = get("/a").with_header("authorization", "Bearer visitor");
+    for req in [webhook, admin, credentials] {
+        assert!(engine.begin_view(crate::rules::policy::cache_view(req.clone())).is_none(), "{} {} needs the whole request", req.method, req.url);
+    }
 }

@@ -29,6 +29,7 @@ mod produce;
 mod revalidate;
 mod regenerate;
 mod render;
+mod routes;
 pub mod stats;
 mod tier;
 mod timing;
@@ -102,6 +103,8 @@ pub struct Isolate {
     pub(crate) tier_said_unavailable: std::cell::Cell<bool>,
     /// Whether "Workers Cache keys by path, and CACHE_HOSTS is unset" was logged already.
     pub(crate) tier_said_any_host: std::cell::Cell<bool>,
+    /// What the URLs seen last are (the webhook, the admin page, a page and its key).
+    pub(crate) url_routes: RefCell<routes::UrlRoutes>,
 }
 
 
@@ -118,6 +121,7 @@ impl Isolate {
             tier_planner: Default::default(),
             tier_said_unavailable: Default::default(),
             tier_said_any_host: Default::default(),
+            url_routes: Default::default(),
         })
     }
 }

@@ -14,6 +14,27 @@ pub const MAX_TAGS_PER_PAGE: usize = 128;
 /// Longest tag, in characters (Next.js's limit).
 pub const MAX_TAG_CHARS: usize = 256;
 
+/// The only request headers a request taken for the cache (a HIT, STALE, 304, or a MISS
+/// rendered for it) is decided by: [`classify_parsed`]'s credentials and event-stream rules, and
+/// the stored page's `ETag` against `If-None-Match`. The engine keeps only these of a cacheable
+/// request ([`cache_view`]), so every test of the cache path runs with what the Workers fast
+/// path takes from the runtime (`src/cloudflare/js.rs`, `request_view_text`, which must name the
+/// same headers: a test below reads it): four lookups instead of a walk over every header.
+pub const CACHE_PATH_HEADERS: [&str; 4] = ["authorization", "cookie", "accept", "if-none-match"];
+
+/// `req` as the cache path sees it: its method, URL and [`CACHE_PATH_HEADERS`], no body (a
+/// cacheable request is a GET or HEAD).
+pub fn cache_view(req: Request) -> Request {
+    let Request { method, url, headers, .. } = req;
+    let mut kept = Headers::new();
+    for (name, value) in headers.iter() {
+        if CACHE_PATH_HEADERS.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            kept.append(name, value);
+        }
+    }
+    Request { method, url, headers: kept, body: crate::http::Body::new() }
+}
+
 /// What to do with an incoming request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestDecision {
@@ -31,11 +52,23 @@ pub fn classify_request(req: &Request, config: &Config) -> RequestDecision {
 /// [`classify_request`] with the request's URL already parsed by [`key::parse_url`] (`None`
 /// when it did not parse).
 pub fn classify_parsed(req: &Request, url: Option<&url::Url>, config: &Config) -> RequestDecision {
+    if let Some(reason) = bypass_reason(req, config) {
+        return RequestDecision::Bypass(reason);
+    }
+    match url.map(|u| key::normalise_parsed(u, config)) {
+        Some(Ok(k)) => RequestDecision::Cacheable(k),
+        _ => RequestDecision::Bypass(BypassReason::Unkeyable),
+    }
+}
+
+/// Why `req` must not be answered from the cache whatever its URL (its method, credentials,
+/// an event stream), if it must not: [`classify_parsed`] before it keys the URL.
+pub fn bypass_reason(req: &Request, config: &Config) -> Option<BypassReason> {
     if req.method != "GET" && req.method != "HEAD" {
-        return RequestDecision::Bypass(BypassReason::Method);
+        return Some(BypassReason::Method);
     }
     if req.headers.contains("authorization") {
-        return RequestDecision::Bypass(BypassReason::Authorization);
+        return Some(BypassReason::Authorization);
     }
     let has_session_cookie = req
         .headers
@@ -44,15 +77,12 @@ pub fn classify_parsed(req: &Request, url: Option<&url::Url>, config: &Config) -
         .filter_map(|pair| pair.split('=').next())
         .any(|name| config.bypass_cookies.iter().any(|p| name_matches(p, name.trim())));
     if has_session_cookie {
-        return RequestDecision::Bypass(BypassReason::SessionCookie);
+        return Some(BypassReason::SessionCookie);
     }
     if req.headers.get_all("accept").any(|a| a.to_ascii_lowercase().contains("text/event-stream")) {
-        return RequestDecision::Bypass(BypassReason::EventStream);
+        return Some(BypassReason::EventStream);
     }
-    match url.map(|u| key::normalise_parsed(u, config)) {
-        Some(Ok(k)) => RequestDecision::Cacheable(k),
-        _ => RequestDecision::Bypass(BypassReason::Unkeyable),
-    }
+    None
 }
 
 /// One `Cache-Control`-style header, parsed into directives (names lower-cased).
@@ -295,6 +325,30 @@ mod tests {
 
     fn get(url: &str) -> Request {
         Request::new("GET", url)
+    }
+
+    #[test]
+    fn the_cache_path_keeps_only_the_headers_it_reads() {
+        let req = get("https://e.com/a")
+            .with_header("Authorization", "Bearer x")
+            .with_header("cookie", "a=1")
+            .with_header("x-forwarded-for", "203.0.113.9")
+            .with_header("Accept", "text/html")
+            .with_header("if-none-match", "\"e\"")
+            .with_header("user-agent", "test");
+        let view = cache_view(req);
+        let names: Vec<&str> = view.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["authorization", "cookie", "accept", "if-none-match"]);
+        assert_eq!((view.method.as_str(), view.url.as_str()), ("GET", "https://e.com/a"));
+    }
+
+    #[test]
+    fn the_workers_fast_path_takes_the_same_headers() {
+        // `request_view_text` (src/cloudflare/js.rs, JavaScript inside a Rust string) names the
+        // headers it takes from the runtime; they must be these, or a rule would not see its header.
+        let js = include_str!("../cloudflare/js.rs");
+        let listed = format!("const CACHE_PATH_HEADERS = [{}];", CACHE_PATH_HEADERS.map(|n| format!("\"{n}\"")).join(", "));
+        assert!(js.contains(&listed), "src/cloudflare/js.rs should say: {listed}");
     }
 
     #[test]
