@@ -12,9 +12,11 @@
 //! [`crate::engine::Engine::answer_later`] through the executor, as before.
 //!
 //! Between the two calls the request waits in [`WAITING`], under a number the entry point
-//! hands back. A panic gives the next request a new wasm instance, and the requests waiting in
-//! the old one are lost with it: [`after_read`] answers `undefined` for a number it does not
-//! know, and the entry point then takes the request again through the `fetch` export.
+//! hands back with the request. A panic gives the next request a new wasm instance, and the
+//! requests waiting in the old one are lost with it: [`after_read`] answers `undefined` for a
+//! number it does not know, or that a request of the new instance now waits under (the new
+//! instance counts from 0 again: the request object it was given is compared), and the entry
+//! point then takes the request again through the `fetch` export.
 //!
 //! The exports take only JavaScript values and numbers and return one JavaScript value: no
 //! `Result`, no `String` argument. wasm-bindgen (0.2.130) gives such exports a return area on
@@ -45,7 +47,15 @@ thread_local! {
 #[derive(Default)]
 struct Waiting {
     next: u32,
-    reads: HashMap<u32, (WorkersEngine, PendingRead)>,
+    reads: HashMap<u32, WaitingRead>,
+}
+
+/// A request waiting for its page's read: the engine and step 1's result, and the runtime's
+/// request object (whose identity tells it from a request of an older instance).
+struct WaitingRead {
+    engine: WorkersEngine,
+    pending: PendingRead,
+    request: JsValue,
 }
 
 /// Step 1. Returns either `[number, promise of the KV read]` (the entry point then calls
@@ -73,7 +83,7 @@ pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ct
                     let mut w = w.borrow_mut();
                     let number = w.next;
                     w.next = w.next.wrapping_add(1);
-                    w.reads.insert(number, (engine, pending));
+                    w.reads.insert(number, WaitingRead { engine, pending, request: raw.into() });
                     number
                 });
                 js_sys::Array::of2(&JsValue::from(number), &read.into()).into()
@@ -89,11 +99,11 @@ pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ct
     }
 }
 
-/// Step 2, with what KV's `getWithMetadata` gave: `value` (a stream, or `null`) and its
-/// metadata as JSON text (or `undefined`). `undefined` when `number` is not waiting here (see
-/// the module's doc).
-pub fn after_read(number: u32, value: JsValue, metadata: JsValue) -> JsValue {
-    let Some((engine, pending)) = take(number) else {
+/// Step 2 of `request`, with what KV's `getWithMetadata` gave: `value` (a stream, or `null`)
+/// and its metadata as JSON text (or `undefined`). `undefined` when `request` is not waiting
+/// here under `number` (see the module's doc).
+pub fn after_read(number: u32, request: JsValue, value: JsValue, metadata: JsValue) -> JsValue {
+    let Some(WaitingRead { engine, pending, .. }) = take(number, &request) else {
         return JsValue::UNDEFINED;
     };
     let metadata = metadata.as_string();
@@ -106,15 +116,22 @@ pub fn after_read(number: u32, value: JsValue, metadata: JsValue) -> JsValue {
 }
 
 /// Step 2 when the KV read failed (`error` is what it threw).
-pub fn read_failed(number: u32, error: JsValue) -> JsValue {
-    let Some((engine, pending)) = take(number) else {
+pub fn read_failed(number: u32, request: JsValue, error: JsValue) -> JsValue {
+    let Some(WaitingRead { engine, pending, .. }) = take(number, &request) else {
         return JsValue::UNDEFINED;
     };
     finish(engine, pending, Err(super::kv::classify_js(error)))
 }
 
-fn take(number: u32) -> Option<(WorkersEngine, PendingRead)> {
-    WAITING.with(|w| w.borrow_mut().reads.remove(&number))
+/// The read waiting under `number`, if it is `request`'s.
+fn take(number: u32, request: &JsValue) -> Option<WaitingRead> {
+    WAITING.with(|w| {
+        let mut w = w.borrow_mut();
+        if w.reads.get(&number)?.request != *request {
+            return None;
+        }
+        w.reads.remove(&number)
+    })
 }
 
 fn finish(engine: WorkersEngine, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> JsValue {

@@ -337,13 +337,13 @@ mod entry {
     }
 
     #[wasm_bindgen::prelude::wasm_bindgen]
-    pub fn fetch_after_read(number: u32, value: wasm_bindgen::JsValue, metadata: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
-        super::fast::after_read(number, value, metadata)
+    pub fn fetch_after_read(number: u32, request: wasm_bindgen::JsValue, value: wasm_bindgen::JsValue, metadata: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
+        super::fast::after_read(number, request, value, metadata)
     }
 
     #[wasm_bindgen::prelude::wasm_bindgen]
-    pub fn fetch_read_failed(number: u32, error: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
-        super::fast::read_failed(number, error)
+    pub fn fetch_read_failed(number: u32, request: wasm_bindgen::JsValue, error: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
+        super::fast::read_failed(number, request, error)
     }
 
     #[event(queue)]

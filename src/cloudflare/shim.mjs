@@ -62,7 +62,8 @@ export default {
   // everything that needs more than the page's read), or gives back a number and KV's promise
   // of the page; the read is chained here, so that a HIT never runs Rust's async executor.
   // After a crash, a request whose read was in flight comes back `undefined` from
-  // `fetch_after_read`, and is taken again, whole, through the `fetch` export. An answer the
+  // `fetch_after_read` (its number is unknown to the new instance, or another request's
+  // there), and is taken again, whole, through the `fetch` export. An answer the
   // runtime refused to make (a header it does not allow) comes back as its `Error`, thrown
   // here: wasm never throws through its own frames.
   fetch(request, env, ctx) {
@@ -71,8 +72,8 @@ export default {
       if (!Array.isArray(begun)) return answered(begun);
       const [number, read] = begun;
       return read.then(
-        (page) => afterRead(() => imports.fetch_after_read(number, page.value, page.metadata == null ? undefined : JSON.stringify(page.metadata)), request, env, ctx),
-        (error) => afterRead(() => imports.fetch_read_failed(number, error), request, env, ctx),
+        (page) => afterRead(() => imports.fetch_after_read(number, request, page.value, page.metadata == null ? undefined : JSON.stringify(page.metadata)), request, env, ctx),
+        (error) => afterRead(() => imports.fetch_read_failed(number, request, error), request, env, ctx),
       );
     } catch (e) {
       noticeTrap(e);

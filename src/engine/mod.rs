@@ -18,6 +18,7 @@
 
 mod admin;
 mod coordinate;
+mod decoded;
 mod flow;
 pub mod backoff;
 pub mod cleanup;
@@ -105,6 +106,8 @@ pub struct Isolate {
     pub(crate) tier_said_any_host: std::cell::Cell<bool>,
     /// What the URLs seen last are (the webhook, the admin page, a page and its key).
     pub(crate) url_routes: RefCell<routes::UrlRoutes>,
+    /// Stored pages' metadata as last decoded.
+    pub(crate) decoded: RefCell<decoded::DecodedMeta>,
 }
 
 
@@ -122,6 +125,7 @@ impl Isolate {
             tier_said_unavailable: Default::default(),
             tier_said_any_host: Default::default(),
             url_routes: Default::default(),
+            decoded: Default::default(),
         })
     }
 }
@@ -234,7 +238,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     pub(crate) fn decode_page(&self, page_key: &str, read: Result<Option<StoredValue>, StoreError>) -> Option<StoredPage> {
         match read {
-            Ok(Some(v)) => match PageMeta::decode(v.metadata.as_deref()) {
+            Ok(Some(v)) => match self.isolate.decoded.borrow_mut().decode(page_key, v.metadata.as_deref()) {
                 Ok(meta) => Some(StoredPage { meta, body: v.value }),
                 Err(e) => {
                     self.log_event(Level::Warn, "page_unreadable", page_key, &format!("ignoring it: {e}"));
