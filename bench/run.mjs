@@ -432,8 +432,11 @@ async function cpuPairs(runs, servers) {
     for (let i = 0; i < CFG.profiles; i++) {
       const got = {};
       for (const [key, r, s] of i % 2 ? [["base", base, servers.baseline], ["edge", edge, servers.edge]] : [["edge", edge, servers.edge], ["base", base, servers.baseline]]) {
-        const p = await profileOnce(s.inspector, r.url, CFG.pairDuration);
-        got[key] = { busy_ms_per_request: p.busy_ms_per_request, idle_share: p.idle_share, rps: p.rps, runtime_cpu_ms: cpuPerRequest(s, r.url, CFG.pairDuration) };
+        const p = await profileOnce(s.inspector, r.url, CFG.pairDuration, { pid: runtimePid(s) ?? undefined });
+        got[key] = {
+          busy_ms_per_request: p.busy_ms_per_request, idle_share: p.idle_share, rps: p.rps, samples: p.samples, median_gap_us: p.median_gap_us,
+          profiled_thread_cpu_ms: p.main_thread_cpu_ms_per_request, runtime_cpu_ms: cpuPerRequest(s, r.url, CFG.pairDuration),
+        };
       }
       pairs.push({ ...got, ratio: got.edge.busy_ms_per_request / got.base.busy_ms_per_request });
     }
@@ -449,6 +452,11 @@ async function cpuPairs(runs, servers) {
         edge_runtime_ms: median(pairs.map((p) => p.edge.runtime_cpu_ms)), base_runtime_ms: median(pairs.map((p) => p.base.runtime_cpu_ms)),
       });
     }
+    if (pairs.every((p) => p.edge.profiled_thread_cpu_ms && p.base.profiled_thread_cpu_ms)) {
+      const tr = pairs.map((p) => p.edge.profiled_thread_cpu_ms / p.base.profiled_thread_cpu_ms);
+      Object.assign(row, { thread_ratio: median(tr), thread_ratio_range: [Math.min(...tr), Math.max(...tr)] });
+    }
+    row.median_gap_us = median(pairs.flatMap((p) => [p.edge.median_gap_us, p.base.median_gap_us]));
     say(`  ${size}: ${row.edge_ms.toFixed(2)} ms against ${row.base_ms.toFixed(2)} ms per HIT, ${fmtRatio(row.ratio)} (${fmtRatio(row.ratio_range[0])}-${fmtRatio(row.ratio_range[1])})${row.runtime_ratio ? `; runtime process CPU ${fmtRatio(row.runtime_ratio)}` : ""}`);
     out.push(row);
   }
@@ -965,9 +973,11 @@ function report(R) {
   if ((R.cpu || []).length) {
     L.push("### Isolate CPU per HIT (profiled)", "");
     L.push(`bench/profile.mjs's busy time per request (V8's sampling profiler on the worker's isolate, 200 us interval; the profiler's own cost is in both), edge-isr's HIT and the baseline's alternately, ${R.config.profiles} back-to-back pairs of ${R.config.pairDuration} s per size; the ratio of each pair, the median and the range.`, "");
-    L.push("Beside it, without the profiler: the CPU time (user + system, /proc) the runtime's workerd process spent per request in a run of the same length (the isolate, and the local KV's simulation and HTTP handling, which are the same work for both).", "");
-    L.push(table(["size", "edge-isr ms/HIT (median)", "baseline ms/HIT (median)", "ratio, median", "range", "runtime CPU ms/HIT edge-isr, baseline", "ratio, median", "range"],
+    L.push("Beside it: the CPU time (user + system, /proc) of the runtime's main thread (the one its isolates run on, with the local KV's simulation and the HTTP handling, the same work for both) while profiled; and, without the profiler, the CPU time of the whole runtime process per request in a run of the same length. The median gap between the profiler's samples tells how densely it sampled.", "");
+    L.push(table(["size", "edge-isr ms/HIT (median)", "baseline ms/HIT (median)", "ratio, median", "range", "sample gap us", "main thread CPU, profiled: ratio (range)", "runtime CPU ms/HIT edge-isr, baseline", "ratio, median", "range"],
       R.cpu.map((c) => [c.size, c.edge_ms.toFixed(2), c.base_ms.toFixed(2), fmtRatio(c.ratio), `${fmtRatio(c.ratio_range[0])}-${fmtRatio(c.ratio_range[1])}`,
+        Number.isFinite(c.median_gap_us) ? String(c.median_gap_us) : "-",
+        c.thread_ratio ? `${fmtRatio(c.thread_ratio)} (${fmtRatio(c.thread_ratio_range[0])}-${fmtRatio(c.thread_ratio_range[1])})` : "-",
         c.runtime_ratio ? `${c.edge_runtime_ms.toFixed(2)}, ${c.base_runtime_ms.toFixed(2)}` : "-", c.runtime_ratio ? fmtRatio(c.runtime_ratio) : "-",
         c.runtime_ratio ? `${fmtRatio(c.runtime_ratio_range[0])}-${fmtRatio(c.runtime_ratio_range[1])}` : "-"])), "");
   }
