@@ -5,7 +5,8 @@
 # everything on loopback, runs bounded loads, prints the tables and stops every process it
 # started. About 10 minutes on 2 cores (the peer's first install and build: 2 more).
 # Settings: BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS, BENCH_SIZES,
-# BENCH_INVALIDATE, BENCH_PEER=0 (leaves the peer out), BENCH_PROFILES (see bench/run.mjs). Results also go to
+# BENCH_INVALIDATE, BENCH_PEER=0 (leaves the peer out), BENCH_PROFILES, BENCH_HOLD=1 (start, warm and
+# wait, for profiling by hand) (see bench/run.mjs). Results also go to
 # target/bench/<time>/results.{md,json}.
 set -euo pipefail
 
