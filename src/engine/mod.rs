@@ -12,7 +12,8 @@
 //!      page streams to its first visitor as it arrives), and write the page in the background.
 //!
 //! The request is taken in two steps around its KV read, neither of which awaits ([`flow`]):
-//! on Workers a HIT is answered without Rust's async executor.
+//! on Workers a HIT is answered without Rust's async executor. What a URL is ([`routes`]) and
+//! a page's decoded metadata ([`decoded`]) are remembered per isolate.
 //!
 //! Every dependency is a trait, so the same code runs on Workers and in native tests.
 
