@@ -22,7 +22,7 @@
 // BENCH_INVALIDATE (page counts, "1000,10000"; empty skips), BENCH_OUT (where results go),
 // BENCH_PAIRS (paired runs per comparison and size, 7; 0 skips them), BENCH_PAIR_DURATION (3),
 // BENCH_PEER (0 leaves the peer out), BENCH_PROFILES (profiled pairs per size for the isolate CPU
-// per HIT, 3; 0 skips them), BENCH_HOLD (1: start and warm everything, write OUT/hold.json, and
+// per HIT, 7; 0 skips them), BENCH_HOLD (1: start and warm everything, write OUT/hold.json, and
 // wait for Ctrl-C instead of measuring: for profiling by hand). BENCH_PEER_MISSING (set by bench.sh when the peer's install
 // or build failed) says why the peer is missing: the rest runs, and the peer is reported missing.
 
@@ -73,7 +73,7 @@ const CFG = {
   pairs: int(process.env.BENCH_PAIRS, 7),
   pairDuration: int(process.env.BENCH_PAIR_DURATION, 3),
   // Isolate CPU per HIT: profiled pairs (edge-isr's HIT, the baseline's) per size; 0 skips them.
-  profiles: int(process.env.BENCH_PROFILES, 3),
+  profiles: int(process.env.BENCH_PROFILES, 7),
 };
 const SIZE_BYTES = { "2k": 2048, "50k": 51200, "1m": 1048576 };
 // Each MISS stores a page: cap the pages one MISS run may create (per run, all threads).
