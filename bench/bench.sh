@@ -3,7 +3,7 @@
 # origin in release mode, installs and builds the peer (bench/opennext/setup.sh: Next.js with ISR
 # through @opennextjs/cloudflare, its own node_modules), then runs bench/run.mjs, which starts
 # everything on loopback, runs bounded loads, prints the tables and stops every process it
-# started. About 10 minutes on 2 cores (the peer's first install and build: 2 more).
+# started. About 20 minutes on 2 cores (the peer's first install and build: a few more).
 # Settings: BENCH_ROUNDS, BENCH_DURATION, BENCH_CONNECTIONS, BENCH_THREADS, BENCH_SIZES,
 # BENCH_INVALIDATE, BENCH_PEER=0 (leaves the peer out), BENCH_PROFILES, BENCH_HOLD=1 (start, warm and
 # wait, for profiling by hand) (see bench/run.mjs). Results also go to
