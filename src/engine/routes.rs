@@ -5,9 +5,9 @@
 //! page's KV key was the largest share of the engine's own work on a HIT (BENCHMARKS.md, issue
 //! 15), and a page's visitors ask for the same URL again and again. What a URL is depends only
 //! on the URL and the configuration, so the answer is kept for the URLs seen last: at most
-//! [`MAX_URLS`] of them, all forgotten at once when full (a flood of distinct URLs costs one
-//! insert each and never more memory than that), and all forgotten when the configuration is
-//! another one.
+//! [`MAX_URLS`] of them, of at most [`MAX_URL_BYTES`] each, all forgotten at once when full (a
+//! flood of distinct URLs costs one insert each and never more memory than that), and all
+//! forgotten when the configuration is another one.
 
 use super::Engine;
 use crate::rules::config::Config;
@@ -20,6 +20,10 @@ use std::rc::Rc;
 
 /// How many URLs an isolate remembers (about 200 bytes each).
 pub(crate) const MAX_URLS: usize = 1024;
+
+/// The longest URL remembered: longer ones (Workers takes URLs of up to 16 KiB) are worked out
+/// each time, so that the memo stays within a megabyte or two whatever visitors send.
+pub(crate) const MAX_URL_BYTES: usize = 512;
 
 /// What a request URL is to the engine.
 #[derive(Debug, PartialEq, Eq)]
@@ -68,6 +72,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             return route.clone();
         }
         let route = Rc::new(self.route_unremembered(url));
+        if url.len() > MAX_URL_BYTES {
+            return route;
+        }
         if memo.routes.len() >= MAX_URLS {
             memo.routes.clear();
         }
@@ -138,6 +145,11 @@ mod tests {
             assert!(b.isolate.url_routes.borrow().len() <= MAX_URLS);
         }
         assert_eq!(b.isolate.url_routes.borrow().len(), 10, "forgotten all at once when full");
+        // A long URL is worked out, not remembered.
+        let long = format!("https://site.test/{}", "a".repeat(MAX_URL_BYTES));
+        let UrlRoute::Page(Some(page)) = &*engine.route_of(&long) else { panic!("a page") };
+        assert_eq!(page.key.path.len(), MAX_URL_BYTES + 1);
+        assert_eq!(b.isolate.url_routes.borrow().len(), 10);
     }
 
     #[test]
