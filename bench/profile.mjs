@@ -16,12 +16,13 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import { pathToFileURL } from "node:url";
 
-/**
- * Profiles the isolate behind inspector `port` while wrk loads `url` for `secs` seconds (1
- * thread, 10 connections, as the bench). Returns wrk's throughput and request count, the
- * isolate's busy time per request, its idle share, the self time by function, and the profile.
- */
 const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
+
+/** User + system CPU time (ms) in a /proc `stat` line (its fields after the command's name). */
+function statCpuMs(stat) {
+  const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+}
 
 /**
  * CPU time (user + system, ms) of each thread of process `pid`, by thread id, with its name;
@@ -39,9 +40,7 @@ export function threadCpu(pid) {
   for (const tid of tids) {
     try {
       const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const f = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
-      out[tid] = { name, ms: ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK };
+      out[tid] = { name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), ms: statCpuMs(stat) };
     } catch {
       // the thread ended meanwhile
     }
@@ -54,12 +53,24 @@ function medianOf(xs) {
   return s.length ? s[s.length >> 1] : NaN;
 }
 
+/** CPU time (user + system, ms) process `pid` has used, all its threads together. */
+export function processCpuMs(pid) {
+  return statCpuMs(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+}
+
 /** What each thread of `pid` spent between two `threadCpu` readings, ms. */
 export function threadCpuDelta(before, after) {
   return Object.entries(after).map(([tid, a]) => ({ tid: Number(tid), name: a.name, ms: a.ms - (before[tid]?.ms || 0) }));
 }
 
-export async function profileOnce(port, url, secs = 5, { pid, interval = 200, started, wrkPrefix = [] } = {}) {
+/**
+ * Profiles the isolate behind inspector `port` while wrk loads `url` for `secs` seconds (1
+ * thread, 10 connections, as the bench). Returns wrk's throughput and request count, the
+ * isolate's busy time per request, its idle share, the self time by function, and the profile;
+ * with `pid` (the runtime's process) also its threads' CPU while profiled; `interval` is the
+ * sampling interval asked of V8, in microseconds.
+ */
+export async function profileOnce(port, url, secs = 5, { pid, interval = 200 } = {}) {
   const targets = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
   const target = targets.find((t) => t.webSocketDebuggerUrl);
   if (!target) throw new Error(`no inspector target on port ${port}`);
@@ -87,9 +98,8 @@ export async function profileOnce(port, url, secs = 5, { pid, interval = 200, st
   await call("Profiler.enable");
   await call("Profiler.setSamplingInterval", { interval });
   await call("Profiler.start");
-  started?.();
   const cpu0 = pid ? threadCpu(pid) : null;
-  const w = spawnSync(wrkPrefix[0] || "wrk", [...wrkPrefix.slice(1), ...(wrkPrefix.length ? ["wrk"] : []), "-t1", "-c10", `-d${secs}s`, "--latency", url], { encoding: "utf8", timeout: (Number(secs) + 30) * 1000 });
+  const w = spawnSync("wrk", ["-t1", "-c10", `-d${secs}s`, "--latency", url], { encoding: "utf8", timeout: (Number(secs) + 30) * 1000 });
   const threads = pid ? threadCpuDelta(cpu0, threadCpu(pid)) : null;
   const profile = (await call("Profiler.stop")).result.profile;
   ws.close();

@@ -34,7 +34,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as delay } from "node:timers/promises";
-import { profileOnce } from "./profile.mjs";
+import { processCpuMs, profileOnce } from "./profile.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BENCH = path.join(ROOT, "bench");
@@ -366,21 +366,13 @@ function runtimePid(server) {
   return pid && fs.existsSync(`/proc/${pid}/stat`) ? pid : null;
 }
 
-const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout) || 100;
-
-/** CPU time (user + system) `pid` has used, in ms. */
-function cpuMs(pid) {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ").pop().split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
-}
-
 /** CPU ms per request of `server`'s runtime process while wrk loads `url` (no profiler). */
 function cpuPerRequest(server, url, secs) {
   const pid = runtimePid(server);
   if (!pid) return null;
-  const before = cpuMs(pid);
+  const before = processCpuMs(pid);
   const w = wrk(url, { duration: secs });
-  return (cpuMs(pid) - before) / w.requests;
+  return (processCpuMs(pid) - before) / w.requests;
 }
 
 /** Time to the first body byte and to the last of a GET of `url` (ms), and its cache state. */
@@ -587,7 +579,8 @@ async function main() {
   }
 
   // BENCH_HOLD=1: keep everything running, warmed, for profiling by hand (bench/profile.mjs,
-  // bench/threads.mjs), until Ctrl-C; what runs where goes to OUT/hold.json.
+  // with PROFILE_PID for the runtime's threads), until Ctrl-C; what runs where goes to
+  // OUT/hold.json.
   if (process.env.BENCH_HOLD === "1") {
     const hold = {
       origin, runs: runs.map(({ size, sys, state, url, headers }) => ({ size, sys, state, url, headers })),
