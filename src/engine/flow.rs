@@ -22,12 +22,12 @@ use super::{timing::Timing, Engine};
 use crate::http::{Request, Response};
 use crate::rules::freshness::{freshness_within, Freshness};
 use crate::rules::invalidation::InvalidationMode;
-use crate::rules::key::CacheKey;
 use crate::rules::meta::PageMeta;
 use crate::rules::policy;
 use crate::rules::state::{BypassReason, CacheState};
 use crate::runtime::origin::Origin;
 use crate::store::{KvStore, StoreError, StoredValue};
+use std::rc::Rc;
 
 /// What [`Engine::begin`] found a request needs.
 // `Read` is the HIT's way and stays unboxed (no allocation per HIT); `Later` is boxed.
@@ -51,8 +51,8 @@ pub enum AfterRead {
 pub struct PendingRead {
     /// The request as the cache path sees it ([`policy::cache_view`]).
     pub(super) req: Request,
-    key: CacheKey,
-    page_key: String,
+    /// The page's key and KV key, as [`Engine::route_of`] remembers them.
+    at: Rc<PageAt>,
     /// When the read started (the engine's clock), for `Server-Timing`.
     started: u64,
 }
@@ -60,7 +60,7 @@ pub struct PendingRead {
 impl PendingRead {
     /// The KV key to read.
     pub fn page_key(&self) -> &str {
-        &self.page_key
+        &self.at.page_key
     }
 }
 
@@ -88,8 +88,7 @@ enum LaterKind {
 /// visitor has waited since `since` and the KV read's time for `Server-Timing`.
 struct RenderNeeded {
     req: Request,
-    key: CacheKey,
-    page_key: String,
+    at: Rc<PageAt>,
     previous: Option<PageMeta>,
     since: u64,
     kv_ms: Option<u64>,
@@ -136,12 +135,12 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         if let Some(reason) = policy::bypass_reason(&req, &self.config) {
             return later(LaterKind::Bypass(req, reason));
         }
-        let Some(PageAt { key, page_key }) = page else {
+        let Some(at) = page else {
             return later(LaterKind::Bypass(req, BypassReason::Unkeyable));
         };
         // From here on only what decides a cached answer is kept (whole or not, the same view).
         let req = policy::cache_view(req);
-        let pending = PendingRead { req, key, page_key, started: self.clock.now_ms() };
+        let pending = PendingRead { req, at, started: self.clock.now_ms() };
         // A log copy too old to check a page against is refreshed first, beside the read.
         Some(if self.log_usable_now() {
             Begun::Read(pending)
@@ -160,14 +159,15 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
 
     /// [`Engine::after_read`] before [`Engine::conclude`]: the answer, or the render it needs.
     fn outcome(&self, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> Result<Response, Box<RenderNeeded>> {
-        let PendingRead { req, key, page_key, started } = pending;
-        let stored = self.decode_page(&page_key, read);
+        let PendingRead { req, at, started } = pending;
+        let (key, page_key) = (&at.key, &at.page_key);
+        let stored = self.decode_page(page_key, read);
         let now = self.clock.now_ms();
         let kv_ms = Some(now.saturating_sub(started));
         // Ok: served from what was read; Err: rendered, on top of this previous page (if any).
         let served: Result<Response, Option<PageMeta>> = match stored {
             Some(page) => match freshness_within(&page.meta, now, self.config.stale_if_error_s) {
-                Freshness::Fresh => match self.log_verdict(&key, &page.meta) {
+                Freshness::Fresh => match self.log_verdict(key, &page.meta) {
                     None => Ok(self.serve(&req, &page, CacheState::Hit)),
                     // Invalidated, and KV's mark has not arrived here yet: do what the mark
                     // would do, on the version it would make (so that claims match).
@@ -178,18 +178,18 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
                         if page.meta.expired {
                             Err(Some(page.meta))
                         } else {
-                            self.start_regeneration(&key, &page_key, &page);
+                            self.start_regeneration(key, page_key, &page);
                             Ok(self.serve(&req, &page, CacheState::Stale))
                         }
                     }
                 },
                 Freshness::Stale => {
-                    self.start_regeneration(&key, &page_key, &page);
+                    self.start_regeneration(key, page_key, &page);
                     Ok(self.serve(&req, &page, CacheState::Stale))
                 }
                 Freshness::Expired => Err(Some(page.meta)),
             },
-            None => match self.isolate.renders.pending_page(&page_key, now) {
+            None => match self.isolate.renders.pending_page(page_key, now) {
                 // Rendered here a moment ago; its KV write has not landed yet.
                 Some(page) => Ok(self.serve(&req, &page, CacheState::Hit)),
                 None => Err(None),
@@ -197,7 +197,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         };
         match served {
             Ok(resp) => Ok(super::timing::add(resp, Timing { kv_ms, origin_ms: None })),
-            Err(previous) => Err(Box::new(RenderNeeded { req, key, page_key, previous, since: now, kv_ms })),
+            Err(previous) => Err(Box::new(RenderNeeded { req, at: at.clone(), previous, since: now, kv_ms })),
         }
     }
 
@@ -239,7 +239,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     }
 
     async fn render_needed(&self, r: Box<RenderNeeded>) -> Response {
-        self.timed_render(&r.req, &r.key, &r.page_key, r.previous, r.since, r.kv_ms).await
+        self.timed_render(&r.req, &r.at.key, &r.at.page_key, r.previous, r.since, r.kv_ms).await
     }
 
     /// What every answer gets last: it is counted, and (Workers Cache mode) kept out of the

@@ -20,7 +20,7 @@ fn get(path: &str) -> Request {
 fn two_steps(b: &Bench, req: Request) -> Result<Response, (&'static str, Response)> {
     b.kv.begin_invocation();
     let engine = b.engine();
-    let view = Request { body: crate::http::Body::new(), ..crate::rules::policy::cache_view(req.clone()) };
+    let view = crate::rules::policy::cache_view(req.clone());
     let begun = engine.begin_view(view).unwrap_or_else(|| engine.begin(req));
     match begun {
         Begun::Read(pending) => {

@@ -36,10 +36,11 @@ pub(crate) enum UrlRoute {
     TierTestRoute,
     /// A page: its key and KV key, or `None` when the URL cannot be keyed (not http(s), no
     /// host, a path too long...).
-    Page(Option<PageAt>),
+    Page(Option<Rc<PageAt>>),
 }
 
-/// A page's cache key and the KV key it is stored under.
+/// A page's cache key and the KV key it is stored under (shared, not copied, by the requests
+/// that read it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PageAt {
     pub key: CacheKey,
@@ -98,7 +99,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         }
         UrlRoute::Page(parsed.and_then(|u| key::normalise_parsed(&u, &self.config).ok()).map(|key| {
             let page_key = layout::page_key(&self.config.cache_version, &key.page_id());
-            PageAt { key, page_key }
+            Rc::new(PageAt { key, page_key })
         }))
     }
 }
