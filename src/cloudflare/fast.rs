@@ -14,9 +14,8 @@
 //! Between the two calls the request waits in [`WAITING`], under a number the entry point
 //! hands back with the request. A panic gives the next request a new wasm instance, and the
 //! requests waiting in the old one are lost with it: [`after_read`] answers `undefined` for a
-//! number it does not know, or that a request of the new instance now waits under (the new
-//! instance counts from 0 again: the request object it was given is compared), and the entry
-//! point then takes the request again through the `fetch` export.
+//! number it does not know, or that a request of the new instance now waits under
+//! ([`Waiting`]), and the entry point then takes the request again through the `fetch` export.
 //!
 //! The exports take only JavaScript values and numbers and return one JavaScript value: no
 //! `Result`, no `String` argument. wasm-bindgen (0.2.130) gives such exports a return area on
@@ -29,33 +28,20 @@ use super::convert;
 use super::kv::WorkersKv;
 use super::runtime::WaitUntil;
 use super::service_origin::SiteOrigin;
+use crate::engine::waiting::Waiting;
 use crate::engine::{AfterRead, Begun, Engine, PendingRead};
 use crate::site::Site;
 use crate::store::{StoreError, StoredValue};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use worker::{Context, Env};
 
 type WorkersEngine = Engine<WorkersKv, SiteOrigin>;
 
 thread_local! {
-    /// Requests whose page read is in flight in JavaScript, by the number [`begin`] gave them.
-    static WAITING: RefCell<Waiting> = RefCell::new(Waiting::default());
-}
-
-#[derive(Default)]
-struct Waiting {
-    next: u32,
-    reads: HashMap<u32, WaitingRead>,
-}
-
-/// A request waiting for its page's read: the engine and step 1's result, and the runtime's
-/// request object (whose identity tells it from a request of an older instance).
-struct WaitingRead {
-    engine: WorkersEngine,
-    pending: PendingRead,
-    request: JsValue,
+    /// Requests whose page read is in flight in JavaScript (see [`Waiting`] for why each is
+    /// kept with the runtime's request object).
+    static WAITING: RefCell<Waiting<(WorkersEngine, PendingRead), JsValue>> = RefCell::new(Waiting::default());
 }
 
 /// Step 1. Returns either `[number, promise of the KV read]` (the entry point then calls
@@ -79,13 +65,7 @@ pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ct
     match begun {
         Begun::Read(pending) => match engine.store.start_get_to_serve(pending.page_key()) {
             Ok(read) => {
-                let number = WAITING.with(|w| {
-                    let mut w = w.borrow_mut();
-                    let number = w.next;
-                    w.next = w.next.wrapping_add(1);
-                    w.reads.insert(number, WaitingRead { engine, pending, request: raw.into() });
-                    number
-                });
+                let number = WAITING.with(|w| w.borrow_mut().park(raw.into(), (engine, pending)));
                 js_sys::Array::of2(&JsValue::from(number), &read.into()).into()
             }
             Err(e) => finish(engine, pending, Err(e)),
@@ -103,7 +83,7 @@ pub fn begin<E: std::fmt::Display + 'static>(req: web_sys::Request, env: Env, ct
 /// and its metadata as JSON text (or `undefined`). `undefined` when `request` is not waiting
 /// here under `number` (see the module's doc).
 pub fn after_read(number: u32, request: JsValue, value: JsValue, metadata: JsValue) -> JsValue {
-    let Some(WaitingRead { engine, pending, .. }) = take(number, &request) else {
+    let Some((engine, pending)) = WAITING.with(|w| w.borrow_mut().take(number, &request)) else {
         return JsValue::UNDEFINED;
     };
     let metadata = metadata.as_string();
@@ -117,21 +97,10 @@ pub fn after_read(number: u32, request: JsValue, value: JsValue, metadata: JsVal
 
 /// Step 2 when the KV read failed (`error` is what it threw).
 pub fn read_failed(number: u32, request: JsValue, error: JsValue) -> JsValue {
-    let Some(WaitingRead { engine, pending, .. }) = take(number, &request) else {
+    let Some((engine, pending)) = WAITING.with(|w| w.borrow_mut().take(number, &request)) else {
         return JsValue::UNDEFINED;
     };
     finish(engine, pending, Err(super::kv::classify_js(error)))
-}
-
-/// The read waiting under `number`, if it is `request`'s.
-fn take(number: u32, request: &JsValue) -> Option<WaitingRead> {
-    WAITING.with(|w| {
-        let mut w = w.borrow_mut();
-        if w.reads.get(&number)?.request != *request {
-            return None;
-        }
-        w.reads.remove(&number)
-    })
 }
 
 fn finish(engine: WorkersEngine, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> JsValue {

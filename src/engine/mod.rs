@@ -35,6 +35,7 @@ mod routes;
 pub mod stats;
 mod tier;
 mod timing;
+pub mod waiting;
 mod write;
 
 use crate::runtime::background::Background;
