@@ -1,11 +1,13 @@
 //! Conversions between the runtime's requests/responses and the core's plain values.
 
+use crate::http::header_text::{self, Kept, KeptHeaders};
 use crate::http::{Body, ReadError, Request as CoreRequest, Response as CoreResponse, StreamingBody};
 use super::js;
 use super::kv::JsBytes;
 use futures_util::future::LocalBoxFuture;
 use js_sys::Uint8Array;
 use std::any::Any;
+use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -36,7 +38,7 @@ fn request_of_text(text: &str) -> CoreRequest {
     let mut parts = text.splitn(3, '\n');
     let method = parts.next().unwrap_or_default().to_ascii_uppercase();
     let url = parts.next().unwrap_or_default().to_string();
-    let headers = js::headers_of_text(parts.next().unwrap_or_default());
+    let headers = header_text::of_text(parts.next().unwrap_or_default());
     CoreRequest { method, url, headers, body: Body::new() }
 }
 
@@ -170,6 +172,47 @@ pub fn to_web_response(resp: CoreResponse) -> std::result::Result<web_sys::Respo
 /// `Response`, or the `Error` saying why it could not be made (the entry point, `shim.mjs`,
 /// throws an `Error` it is handed).
 pub fn to_answer(resp: CoreResponse) -> JsValue {
+    let body = answer_body(&resp);
+    match header_text::as_text(&resp.headers) {
+        Ok(text) => js::response_of(&body, resp.status, &text),
+        Err(why) => js_sys::Error::new(&why).into(),
+    }
+}
+
+thread_local! {
+    /// The shared header sets of stored pages' answers the JavaScript side keeps
+    /// ([`header_text::KeptHeaders`]).
+    static KEPT: RefCell<KeptHeaders> = RefCell::new(KeptHeaders::default());
+}
+
+/// [`to_answer`] for an answer made from a stored page (a HIT, a STALE, a 304): its headers,
+/// but for the numbers in `age` and `server-timing`, are the same for every answer of that page,
+/// and are made a `Headers` object once and kept by the JavaScript side ([`header_text`] says
+/// why).
+pub fn to_answer_from_store(resp: CoreResponse) -> JsValue {
+    let split = match header_text::split(&resp.headers) {
+        Ok(Some(split)) => split,
+        Ok(None) => return to_answer(resp),
+        Err(why) => return js_sys::Error::new(&why).into(),
+    };
+    let kept = KEPT.with(|k| k.borrow_mut().number(&split.kept));
+    let number = match kept {
+        Kept::Known(number) => number,
+        Kept::New(number) if js::keep_headers(number, &split.kept) => number,
+        Kept::New(_) => {
+            // Refused (a header the runtime does not allow): forgotten, and the answer made as
+            // any other, which gives the runtime's `Error`.
+            KEPT.with(|k| k.borrow_mut().forget(&split.kept));
+            return to_answer(resp);
+        }
+        Kept::NotKept => return to_answer(resp),
+    };
+    let [first, second] = split.numbers.map(|n| n.map_or(-1.0, |n| n as f64));
+    js::response_from_kept(&answer_body(&resp), resp.status, number, first, second)
+}
+
+/// What `new Response` gets as the body of `resp`.
+fn answer_body(resp: &CoreResponse) -> JsValue {
     // 204/304 must not have a body, and HEAD answers have none. A stored page read to be served
     // is KV's stream and goes on as it is (its length is not known here, nor needed); so does an
     // origin's body still arriving (a MISS: the visitor's branch, or an answer not to store).
@@ -179,7 +222,7 @@ pub fn to_answer(resp: CoreResponse) -> JsValue {
         .as_served()
         .and_then(|s| s.downcast_ref::<web_sys::ReadableStream>())
         .or_else(|| resp.body.as_streaming().and_then(|s| s.as_any().downcast_ref::<JsStreamBody>()).map(|s| &s.stream));
-    let body: JsValue = if no_body {
+    if no_body {
         JsValue::NULL
     } else if let Some(stream) = stream {
         stream.into()
@@ -189,10 +232,6 @@ pub fn to_answer(resp: CoreResponse) -> JsValue {
         js.0.clone().into()
     } else {
         Uint8Array::from(&resp.body[..]).into()
-    };
-    match js::headers_as_text(&resp.headers) {
-        Ok(text) => js::response_of(&body, resp.status, &text),
-        Err(why) => js_sys::Error::new(&why).into(),
     }
 }
 

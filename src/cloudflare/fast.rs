@@ -105,7 +105,7 @@ pub fn read_failed(number: u32, request: JsValue, error: JsValue) -> JsValue {
 
 fn finish(engine: WorkersEngine, pending: PendingRead, read: Result<Option<StoredValue>, StoreError>) -> JsValue {
     match engine.after_read(pending, read) {
-        AfterRead::Answer(resp) => convert::to_answer(resp),
+        AfterRead::Answer(resp) => convert::to_answer_from_store(resp),
         AfterRead::Later(later) => wasm_bindgen_futures::future_to_promise(async move {
             let resp = engine.answer_later(later).await;
             Ok(convert::to_web_response(resp)?.into())

@@ -7,7 +7,7 @@
 //! helpers in their place saved 18 KB; BENCHMARKS.md has the history). A plain object with two
 //! or three fields, set with `Reflect`, does the same job.
 
-use crate::http::Headers;
+use crate::http::{header_text, Headers};
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -53,11 +53,7 @@ pub fn error_message(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| format!("{e:?}"))
 }
 
-// Headers cross between wasm and JavaScript as one string, `name\nvalue\n` per entry, instead
-// of one call (and two string conversions) per entry and an iterator object per request: a HIT
-// converts the visitor's headers and its answer's, and those calls were a tenth of its CPU
-// (BENCHMARKS.md, "HIT path"). `\n` cannot occur in a name or a value of a `Headers` object
-// (the Fetch standard refuses CR, LF and NUL), so it separates them unambiguously.
+// Headers cross between wasm and JavaScript as one string (`crate::http::header_text`).
 #[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
 export function headers_text(headers) {
   let text = "";
@@ -90,6 +86,31 @@ export function response_of(body, status, text) {
     return e instanceof Error ? e : new Error(String(e));
   }
 }
+const KEPT = [];
+export function keep_headers(number, text) {
+  try {
+    const at = text.indexOf("\0");
+    KEPT[number] = { headers: headers_of(text.slice(0, at)), tail: text.slice(at + 1).split("\n") };
+    return true;
+  } catch (e) {
+    return false;
+  }
+}
+export function response_from_kept(body, status, number, first, second) {
+  try {
+    const kept = KEPT[number];
+    const response = new Response(body, { status, headers: kept.headers });
+    const tail = kept.tail;
+    if (tail.length > 2) {
+      const headers = response.headers;
+      headers.append(tail[0], first < 0 ? tail[1] : tail[1] + first);
+      if (tail.length > 4) headers.append(tail[2], second < 0 ? tail[3] : tail[3] + second);
+    }
+    return response;
+  } catch (e) {
+    return e instanceof Error ? e : new Error(String(e));
+  }
+}
 const STREAM = { type: "stream" };
 export function kv_get_to_serve(namespace, key) {
   try {
@@ -107,47 +128,26 @@ extern "C" {
     /// ([`crate::rules::policy::CACHE_PATH_HEADERS`], which the snippet's list must equal: a
     /// test in `rules::policy` checks): four `get`s rather than a walk over every header.
     pub fn request_view_text(request: &web_sys::Request) -> String;
-    /// `new Response(body, {status, headers})`, the headers given as [`headers_as_text`] gives
+    /// `new Response(body, {status, headers})`, the headers given as [`header_text::as_text`] gives
     /// them; the `Error` instead when `Response` refuses them. The snippets catch their own
     /// exceptions (rather than wasm-bindgen's `catch`, a wrapper with `apply` around every
     /// call, and a JavaScript exception must never unwind through wasm frames).
     pub fn response_of(body: &JsValue, status: u16, text: &str) -> JsValue;
+    /// Keeps the set `text` ([`header_text::Split::kept`]) under `number`, replacing what was
+    /// kept there, for [`response_from_kept`]; `false` when `Headers` refuses its entries.
+    pub fn keep_headers(number: u32, text: &str) -> bool;
+    /// [`response_of`] with the set kept under `number`, its per-answer entries completed with
+    /// `first` and `second` (negative: no number), as [`header_text::Split::headers`] does.
+    pub fn response_from_kept(body: &JsValue, status: u16, number: u32, first: f64, second: f64) -> JsValue;
     /// `namespace.getWithMetadata(key, {type: "stream"})`: KV's promise, or a rejected one when
     /// the call throws.
-    pub fn kv_get_to_serve(namespace: &JsValue, key: &str) -> js_sys::Promise;
+    pub fn kv_get_to_serve(namespace: &JsValue, key: &JsValue) -> js_sys::Promise;
 }
 
 /// The name/value pairs of a `Headers` object, in its order (names lower-case, as `fetch`
 /// gives them).
 pub fn headers_from(headers: &web_sys::Headers) -> Headers {
-    headers_of_text(&headers_text(headers))
-}
-
-/// The headers in `text` (as [`headers_text`] gives them).
-pub fn headers_of_text(text: &str) -> Headers {
-    let mut parts = text.split('\n');
-    let mut out = Headers::new();
-    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
-        out.append(name, value);
-    }
-    out
-}
-
-/// The core's headers as one string for [`response_of`]; `Err` names a header whose name or
-/// value holds a line break (which `Headers` would refuse anyway, and which would misalign the
-/// pairs here).
-pub fn headers_as_text(headers: &Headers) -> Result<String, String> {
-    let mut text = String::with_capacity(256);
-    for (name, value) in headers.iter() {
-        if name.contains('\n') || value.contains('\n') {
-            return Err(format!("the answer's header {name:?} holds a line break, which HTTP does not allow"));
-        }
-        text.push_str(name);
-        text.push('\n');
-        text.push_str(value);
-        text.push('\n');
-    }
-    Ok(text)
+    header_text::of_text(&headers_text(headers))
 }
 
 /// A `Headers` object holding the core's headers.

@@ -12,6 +12,8 @@ use crate::http::Body;
 use crate::store::{validate_key, validate_put, KvStore, ListPage, ListedKey, PutOptions, StoreError, StoredValue};
 use js_sys::{Array, Uint8Array};
 use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -88,9 +90,35 @@ impl WorkersKv {
     /// `{value, metadata}` (value a stream, or `null`) unawaited, for the entry point to chain
     /// (see [`super::fast`]).
     pub(crate) fn start_get_to_serve(&self, key: &str) -> Result<js_sys::Promise, StoreError> {
-        validate_key(key)?;
-        Ok(js::kv_get_to_serve(&self.binding, key))
+        Ok(js::kv_get_to_serve(&self.binding, &key_string(key)?))
     }
+}
+
+/// How many KV keys an isolate keeps as JavaScript strings (at most 512 bytes each: KV's limit).
+const MAX_KEY_STRINGS: usize = 1024;
+
+thread_local! {
+    /// The keys of the pages read lately for visitors, checked and made JavaScript strings:
+    /// a page's HITs read the same key again and again, and each read otherwise checked it and
+    /// copied it out of wasm memory into a new string. All are forgotten at once when full.
+    static KEY_STRINGS: RefCell<HashMap<String, JsValue>> = RefCell::new(HashMap::new());
+}
+
+/// `key`, checked against KV's limits, as a JavaScript string.
+fn key_string(key: &str) -> Result<JsValue, StoreError> {
+    KEY_STRINGS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some(string) = keys.get(key) {
+            return Ok(string.clone());
+        }
+        validate_key(key)?;
+        if keys.len() >= MAX_KEY_STRINGS {
+            keys.clear();
+        }
+        let string = JsValue::from_str(key);
+        keys.insert(key.to_string(), string.clone());
+        Ok(string)
+    })
 }
 
 /// What `getWithMetadata` gave: `None` for no value, else the value made a body by `body` and

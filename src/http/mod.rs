@@ -4,6 +4,7 @@
 //! so every rule in the core can be unit-tested natively without a JavaScript engine.
 
 pub mod body;
+pub mod header_text;
 
 pub use crate::http::body::{Body, ReadError, StreamingBody};
 

@@ -14,6 +14,7 @@ mod hostile;
 mod isr;
 mod locations;
 mod revalidate;
+mod snippets;
 mod stream;
 mod support;
 mod tier;
@@ -27,7 +28,7 @@ use support::Suite;
 pub type Test = (&'static str, fn(&Suite));
 
 /// Tests that leave the shared origin running, in order.
-const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, answers::TESTS, cms::TESTS, locations::TESTS, hostile::TESTS, stream::TESTS, tier::MODE_OFF];
+const TESTS: &[&[Test]] = &[isr::TESTS, revalidate::TESTS, faults::TESTS, answers::TESTS, cms::TESTS, locations::TESTS, hostile::TESTS, stream::TESTS, snippets::TESTS, tier::MODE_OFF];
 
 /// Tests that stop the shared origin (and restart it, with none of the behaviour the others
 /// set): with or without a filter, they run after every selected test of [`TESTS`].

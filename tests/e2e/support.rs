@@ -180,6 +180,7 @@ impl Suite {
         let origin = self.origin_url();
         let mut cmd = Command::new(self.root.join("node_modules/.bin/wrangler"));
         cmd.current_dir(&self.root)
+            .env("PATH", node_path(&self.root))
             .args(["dev", "--env", "location-b", "--ip", "127.0.0.1", "--port", &port.to_string()])
             .args(["--inspector-port", &free_port().to_string()])
             .arg("--config")
