@@ -107,7 +107,7 @@ impl StreamingBody for JsRequestBody {
                 if js::get(&chunk, "done").map(|d| d.is_truthy()).unwrap_or(true) {
                     break Ok(Body::from(out));
                 }
-                let Ok(value) = js::get(&chunk, "value").and_then(|v| v.dyn_into::<Uint8Array>().map_err(JsValue::from)) else {
+                let Ok(value) = js::get(&chunk, "value").and_then(|v| v.dyn_into::<Uint8Array>()) else {
                     break Err(ReadError::Failed("the request body stream gave a chunk that is not bytes".into()));
                 };
                 if out.len() + value.length() as usize > limit {
@@ -116,7 +116,7 @@ impl StreamingBody for JsRequestBody {
                 }
                 out.extend_from_slice(&value.to_vec());
             };
-            if let Ok(release) = js::get(&reader, "releaseLock").and_then(|f| f.dyn_into::<js_sys::Function>().map_err(JsValue::from)) {
+            if let Ok(release) = js::get(&reader, "releaseLock").and_then(|f| f.dyn_into::<js_sys::Function>()) {
                 let _ = release.call0(&reader);
             }
             result

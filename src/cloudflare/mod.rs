@@ -119,7 +119,7 @@ pub async fn fetch<E: std::fmt::Display + 'static>(req: web_sys::Request, env: E
 /// The answer when no engine can be built (a configuration error): a JSON 500, logged.
 fn configuration_error(e: &str) -> CoreResponse {
     log(Level::Error, "request_failed", "", e);
-    CoreResponse::json_error(500, &e).with_header(crate::engine::SERVER_TIMING_HEADER, "cache;desc=BYPASS")
+    CoreResponse::json_error(500, e).with_header(crate::engine::SERVER_TIMING_HEADER, "cache;desc=BYPASS")
 }
 
 async fn handle<E: std::fmt::Display + 'static>(req: web_sys::Request, env: &Env, ctx: Context, make_site: fn() -> std::result::Result<Site, E>) -> std::result::Result<CoreResponse, String> {
@@ -216,7 +216,7 @@ fn build_engine<E: std::fmt::Display + 'static>(env: &Env, background: WaitUntil
     let config = match CONFIG.with(|c| c.borrow().clone()) {
         Some(config) => config,
         None => {
-            let config = Rc::new(Config::from_vars(&lookup).map_err(|e| e.to_string())?);
+            let config = Rc::new(Config::from_vars(lookup).map_err(|e| e.to_string())?);
             PANIC_ROUTE.set(lookup("E2E_PANIC_ROUTE").as_deref() == Some("1"));
             CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
             config

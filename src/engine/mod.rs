@@ -268,7 +268,9 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
         if let Some(lm) = &meta.last_modified {
             headers.set("last-modified", lm.clone());
         }
-        headers.set("age", meta.age_s(now).to_string());
+        let mut age = String::with_capacity(8);
+        timing::push_decimal(&mut age, meta.age_s(now));
+        headers.set("age", age);
         headers.set(CACHE_STATE_HEADER, state.as_str());
         let not_modified = matches!(meta.status, 200 | 203)
             && req.headers.get("if-none-match").is_some_and(|v| if_none_match_matches(v, &meta.etag));

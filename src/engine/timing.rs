@@ -22,19 +22,38 @@ pub(crate) struct Timing {
     pub origin_ms: Option<u64>,
 }
 
-/// The header's value: `cache;desc=HIT, kv;dur=3, origin;dur=120`.
+/// The header's value: `cache;desc=HIT, kv;dur=3, origin;dur=120`. Written with `push_str`
+/// rather than `write!`: this runs for every HIT, and Rust's formatting machinery was a
+/// measurable part of a HIT's wasm time (BENCHMARKS.md, issue 15).
 pub(crate) fn value(state: &str, timing: Timing) -> String {
-    use std::fmt::Write;
     let mut v = String::with_capacity(48);
-    // Writing to a String cannot fail.
-    let _ = write!(v, "cache;desc={state}");
+    v.push_str("cache;desc=");
+    v.push_str(state);
     if let Some(ms) = timing.kv_ms {
-        let _ = write!(v, ", kv;dur={ms}");
+        v.push_str(", kv;dur=");
+        push_decimal(&mut v, ms);
     }
     if let Some(ms) = timing.origin_ms {
-        let _ = write!(v, ", origin;dur={ms}");
+        v.push_str(", origin;dur=");
+        push_decimal(&mut v, ms);
     }
     v
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(text: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    text.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 /// Adds `Server-Timing` to `resp`, with the cache state of its `x-isr-cache` header (`BYPASS`
@@ -61,6 +80,15 @@ mod tests {
         assert_eq!(value("HIT", Timing { kv_ms: Some(3), origin_ms: None }), "cache;desc=HIT, kv;dur=3");
         assert_eq!(value("MISS", Timing { kv_ms: Some(0), origin_ms: Some(120) }), "cache;desc=MISS, kv;dur=0, origin;dur=120");
         assert_eq!(value("BYPASS", Timing::default()), "cache;desc=BYPASS");
+    }
+
+    #[test]
+    fn decimals_are_written_as_display_writes_them() {
+        for n in [0, 7, 10, 99, 100, 1_234_567, u64::MAX] {
+            let mut s = String::from("x");
+            push_decimal(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
     }
 
     #[test]
