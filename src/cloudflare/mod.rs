@@ -333,17 +333,17 @@ mod entry {
     // The fast path's steps, called by the entry point (src/cloudflare/shim.mjs): see `fast`.
     #[wasm_bindgen::prelude::wasm_bindgen]
     pub fn fetch_begin(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> wasm_bindgen::JsValue {
-        super::fast::begin(req, env, Context::new(ctx), crate::app::site)
+        super::runtime::with_one_clock_read(|| super::fast::begin(req, env, Context::new(ctx), crate::app::site))
     }
 
     #[wasm_bindgen::prelude::wasm_bindgen]
     pub fn fetch_after_read(number: u32, request: wasm_bindgen::JsValue, value: wasm_bindgen::JsValue, metadata: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
-        super::fast::after_read(number, request, value, metadata)
+        super::runtime::with_one_clock_read(|| super::fast::after_read(number, request, value, metadata))
     }
 
     #[wasm_bindgen::prelude::wasm_bindgen]
     pub fn fetch_read_failed(number: u32, request: wasm_bindgen::JsValue, error: wasm_bindgen::JsValue) -> wasm_bindgen::JsValue {
-        super::fast::read_failed(number, request, error)
+        super::runtime::with_one_clock_read(|| super::fast::read_failed(number, request, error))
     }
 
     #[event(queue)]

@@ -10,11 +10,47 @@ use worker::{Context, Delay, ScheduleContext};
 /// `Date.now()` (the only clock on `wasm32-unknown-unknown`) and `setTimeout`.
 pub struct WorkersClock;
 
+/// The clock inside [`with_one_clock_read`].
+#[derive(Clone, Copy)]
+enum OneRead {
+    /// Not inside it: every read asks `Date.now()`.
+    Off,
+    /// Inside it, not read yet.
+    Unread,
+    /// Inside it, read at this time.
+    At(Millis),
+}
+
+thread_local! {
+    static ONE_READ: std::cell::Cell<OneRead> = const { std::cell::Cell::new(OneRead::Off) };
+}
+
+/// Runs `f`, a synchronous call into wasm from JavaScript (the fast path's steps, `super::fast`),
+/// asking `Date.now()` at most once. On Workers the time does not move while code runs: it
+/// advances across I/O only (a Spectre mitigation), so every read in one synchronous call
+/// gives the same value anyway, and a HIT read the clock four or five times per step, each a
+/// call out of wasm.
+pub fn with_one_clock_read<R>(f: impl FnOnce() -> R) -> R {
+    let outer = ONE_READ.replace(OneRead::Unread);
+    let result = f();
+    ONE_READ.set(outer);
+    result
+}
+
 impl Clock for WorkersClock {
-    /// One call to `Date.now()`: `worker::Date::now()` makes a `Date` object and asks it the
-    /// time (two calls out of wasm and an object), and a HIT reads the clock several times.
+    /// One call to `Date.now()` (`worker::Date::now()` makes a `Date` object and asks it the
+    /// time: two calls out of wasm and an object), or none inside [`with_one_clock_read`] once
+    /// it was read.
     fn now_ms(&self) -> Millis {
-        js_sys::Date::now() as Millis
+        match ONE_READ.get() {
+            OneRead::Off => js_sys::Date::now() as Millis,
+            OneRead::At(now) => now,
+            OneRead::Unread => {
+                let now = js_sys::Date::now() as Millis;
+                ONE_READ.set(OneRead::At(now));
+                now
+            }
+        }
     }
 
     fn sleep(&self, ms: u64) -> LocalBoxFuture<'static, ()> {
