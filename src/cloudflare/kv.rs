@@ -8,12 +8,12 @@
 
 use super::js;
 use crate::http::body::ExternalBody;
+use crate::engine::memo::Memo;
 use crate::http::Body;
 use crate::store::{validate_key, validate_put, KvStore, ListPage, ListedKey, PutOptions, StoreError, StoredValue};
 use js_sys::{Array, Uint8Array};
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -101,7 +101,7 @@ thread_local! {
     /// The keys of the pages read lately for visitors, checked and made JavaScript strings:
     /// a page's HITs read the same key again and again, and each read otherwise checked it and
     /// copied it out of wasm memory into a new string. All are forgotten at once when full.
-    static KEY_STRINGS: RefCell<HashMap<String, JsValue>> = RefCell::new(HashMap::new());
+    static KEY_STRINGS: RefCell<Memo<JsValue>> = RefCell::new(Memo::new(MAX_KEY_STRINGS));
 }
 
 /// `key`, checked against KV's limits, as a JavaScript string.
@@ -112,11 +112,8 @@ fn key_string(key: &str) -> Result<JsValue, StoreError> {
             return Ok(string.clone());
         }
         validate_key(key)?;
-        if keys.len() >= MAX_KEY_STRINGS {
-            keys.clear();
-        }
         let string = JsValue::from_str(key);
-        keys.insert(key.to_string(), string.clone());
+        keys.insert(key, string.clone());
         Ok(string)
     })
 }

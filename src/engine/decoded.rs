@@ -4,18 +4,23 @@
 //! it was, after the URL's parse, the largest share of the engine's own work on a HIT
 //! (BENCHMARKS.md, issue 15). A page's metadata stays the same text until the page is written
 //! again, so the decoding is kept with the text it came from and reused only for that very
-//! text. At most [`MAX_PAGES`] pages are kept, all forgotten at once when full.
+//! text. At most [`MAX_PAGES`] pages are kept, all forgotten at once when full ([`super::memo`]).
 
 use crate::rules::meta::{MetaError, PageMeta};
-use std::collections::HashMap;
+use super::memo::Memo;
 
 /// How many pages' metadata an isolate keeps decoded (about 2 KiB each at most).
 pub(crate) const MAX_PAGES: usize = 512;
 
 /// The metadata decoded lately, by KV key, with the text each was decoded from.
-#[derive(Default)]
 pub(crate) struct DecodedMeta {
-    pages: HashMap<String, (String, PageMeta)>,
+    pages: Memo<(String, PageMeta)>,
+}
+
+impl Default for DecodedMeta {
+    fn default() -> Self {
+        DecodedMeta { pages: Memo::new(MAX_PAGES) }
+    }
 }
 
 impl DecodedMeta {
@@ -31,10 +36,7 @@ impl DecodedMeta {
             }
         }
         let meta = PageMeta::decode(Some(text))?;
-        if self.pages.len() >= MAX_PAGES && !self.pages.contains_key(page_key) {
-            self.pages.clear();
-        }
-        self.pages.insert(page_key.to_string(), (text.to_string(), meta.clone()));
+        self.pages.insert(page_key, (text.to_string(), meta.clone()));
         Ok(meta)
     }
 

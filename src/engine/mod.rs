@@ -26,6 +26,7 @@ pub mod cleanup;
 mod index;
 mod invalidate;
 pub mod jobs;
+pub mod memo;
 mod prerender;
 mod produce;
 mod revalidate;

@@ -7,7 +7,7 @@
 //! on the URL and the configuration, so the answer is kept for the URLs seen last: at most
 //! [`MAX_URLS`] of them, of at most [`MAX_URL_BYTES`] each, all forgotten at once when full (a
 //! flood of distinct URLs costs one insert each and never more memory than that), and all
-//! forgotten when the configuration is another one.
+//! forgotten when the configuration is another one ([`super::memo`]).
 
 use super::Engine;
 use crate::rules::config::Config;
@@ -15,7 +15,7 @@ use crate::runtime::origin::Origin;
 use crate::store::KvStore;
 use crate::rules::key::{self, CacheKey};
 use crate::store::layout;
-use std::collections::HashMap;
+use super::memo::Memo;
 use std::rc::Rc;
 
 /// How many URLs an isolate remembers (about 200 bytes each).
@@ -48,10 +48,15 @@ pub(crate) struct PageAt {
 }
 
 /// The isolate's remembered URLs, for one configuration.
-#[derive(Default)]
 pub(crate) struct UrlRoutes {
     config: Option<Rc<Config>>,
-    routes: HashMap<String, Rc<UrlRoute>>,
+    routes: Memo<Rc<UrlRoute>>,
+}
+
+impl Default for UrlRoutes {
+    fn default() -> Self {
+        UrlRoutes { config: None, routes: Memo::new(MAX_URLS) }
+    }
 }
 
 #[cfg(test)]
@@ -67,19 +72,15 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
     pub(crate) fn route_of(&self, url: &str) -> Rc<UrlRoute> {
         let mut memo = self.isolate.url_routes.borrow_mut();
         if !memo.config.as_ref().is_some_and(|c| Rc::ptr_eq(c, &self.config)) {
-            *memo = UrlRoutes { config: Some(self.config.clone()), routes: HashMap::new() };
+            *memo = UrlRoutes { config: Some(self.config.clone()), routes: Memo::new(MAX_URLS) };
         }
         if let Some(route) = memo.routes.get(url) {
             return route.clone();
         }
         let route = Rc::new(self.route_unremembered(url));
-        if url.len() > MAX_URL_BYTES {
-            return route;
+        if url.len() <= MAX_URL_BYTES {
+            memo.routes.insert(url, route.clone());
         }
-        if memo.routes.len() >= MAX_URLS {
-            memo.routes.clear();
-        }
-        memo.routes.insert(url.to_string(), route.clone());
         route
     }
 

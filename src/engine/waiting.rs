@@ -41,11 +41,13 @@ impl<T, R: PartialEq> Waiting<T, R> {
     }
 
     /// How many requests are parked.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.parked.len()
     }
 
     /// Whether none is parked.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.parked.is_empty()
     }

@@ -179,11 +179,13 @@ impl KeptHeaders {
     }
 
     /// How many sets are kept.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.numbers.len()
     }
 
     /// Whether none is kept.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.numbers.is_empty()
     }
