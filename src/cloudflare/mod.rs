@@ -67,6 +67,9 @@ thread_local! {
     static SITE: RefCell<Option<Rc<LazySite>>> = const { RefCell::new(None) };
     /// The bindings' parts of an engine, made once per `env` object (see [`Bindings`]).
     static BINDINGS: RefCell<Option<Bindings>> = const { RefCell::new(None) };
+    /// The engine's clock and logger: one of each per isolate, not an allocation per request.
+    static CLOCK: Rc<dyn crate::runtime::clock::Clock> = Rc::new(runtime::WorkersClock);
+    static LOGGER: Rc<dyn Logger> = Rc::new(runtime::ConsoleLogger);
     /// Whether `E2E_PANIC_ROUTE` is `1` (read with the configuration): see [`E2E_PANIC_PATH`].
     static PANIC_ROUTE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// TEST DOUBLE only (`WORKERS_CACHE_TEST_DOUBLE`): the recorder's rate limit, per isolate.
@@ -79,14 +82,15 @@ thread_local! {
 /// only the e2e suite sets (never `wrangler.toml`); otherwise the path is a page like any other.
 pub const E2E_PANIC_PATH: &str = "/__e2e/panic";
 
-/// The engine's parts that come from `env` and live as long as it: the KV namespace, the queue
-/// and the coordinator. Workers hands every request of an isolate the same `env` object, so they
-/// are looked up once; they are kept with the `env` they came from and looked up again if
-/// another one arrives (one identity comparison per request instead of property lookups and
-/// allocations).
+/// The engine's parts that come from `env` and live as long as it: the KV namespace, the
+/// origin, the queue and the coordinator. Workers hands every request of an isolate the same
+/// `env` object, so they are looked up once; they are kept with the `env` they came from and
+/// looked up again if another one arrives (one identity comparison per request instead of
+/// property lookups and allocations).
 struct Bindings {
     env: wasm_bindgen::JsValue,
     kv: Rc<kv::WorkersKv>,
+    origin: Rc<service_origin::SiteOrigin>,
     jobs: Option<Rc<dyn crate::engine::jobs::JobQueue>>,
     coordinator: Option<Rc<dyn crate::coordination::coordinator::Coordinator>>,
 }
@@ -222,29 +226,20 @@ fn build_engine<E: std::fmt::Display + 'static>(env: &Env, background: WaitUntil
             config
         }
     };
-    let (kv, jobs, coordinator) = isolate_bindings(env)?;
+    let (kv, origin, jobs, coordinator) = isolate_bindings(env, &config)?;
     let site = isolate_site_with(make_site);
-    let service = config.origin_service.as_deref().map(|name| service_origin::ServiceOrigin::from_env(env, name)).transpose()?;
     let purger: Option<Rc<dyn crate::tier::send::CachePurger>> = match (&background, config.workers_cache) {
         (_, false) => None,
         // TEST DOUBLE: the local runtime has no ctx.cache; the e2e suite reads what would have been purged.
         (_, true) if config.workers_cache_test_double => Some(Rc::new(crate::tier::double::RecordingPurger::new(
             kv.clone(),
-            Rc::new(runtime::WorkersClock),
+            CLOCK.with(Rc::clone),
             RECORDER_LIMITS.with(Rc::clone),
         ))),
         (WaitUntil::Request(ctx), true) => Some(Rc::new(cache_purge::WorkersCachePurger::detect(ctx))),
         (WaitUntil::Scheduled(_), true) => None,
     };
-    let engine = Engine::new(
-        config,
-        kv,
-        Rc::new(service_origin::SiteOrigin::new(service)),
-        Rc::new(runtime::WorkersClock),
-        Rc::new(background),
-        Rc::new(runtime::ConsoleLogger),
-        ISOLATE.with(Rc::clone),
-    )
+    let engine = Engine::new(config, kv, origin, CLOCK.with(Rc::clone), Rc::new(background), LOGGER.with(Rc::clone), ISOLATE.with(Rc::clone))
     .with_lazy_site(site);
     let engine = match purger {
         Some(p) => engine.with_purger(p),
@@ -263,18 +258,22 @@ fn build_engine<E: std::fmt::Display + 'static>(env: &Env, background: WaitUntil
 
 type BindingParts = (
     Rc<kv::WorkersKv>,
+    Rc<service_origin::SiteOrigin>,
     Option<Rc<dyn crate::engine::jobs::JobQueue>>,
     Option<Rc<dyn crate::coordination::coordinator::Coordinator>>,
 );
 
-/// The KV namespace, the queue and the coordinator of `env`, looked up on the first request that
-/// brings this `env` object (see [`Bindings`]).
-fn isolate_bindings(env: &Env) -> std::result::Result<BindingParts, String> {
-    let env = env.as_ref();
-    let cached = BINDINGS.with(|b| b.borrow().as_ref().filter(|b| &b.env == env).map(|b| (b.kv.clone(), b.jobs.clone(), b.coordinator.clone())));
+/// The KV namespace, the origin (`ORIGIN_SERVICE`'s binding, if set), the queue and the
+/// coordinator of `env`, looked up on the first request that brings this `env` object (see
+/// [`Bindings`]; the configuration cannot change in an isolate's life).
+fn isolate_bindings(env_object: &Env, config: &Config) -> std::result::Result<BindingParts, String> {
+    let env = env_object.as_ref();
+    let cached = BINDINGS.with(|b| b.borrow().as_ref().filter(|b| &b.env == env).map(|b| (b.kv.clone(), b.origin.clone(), b.jobs.clone(), b.coordinator.clone())));
     if let Some(parts) = cached {
         return Ok(parts);
     }
+    let service = config.origin_service.as_deref().map(|name| service_origin::ServiceOrigin::from_env(env_object, name)).transpose()?;
+    let origin = Rc::new(service_origin::SiteOrigin::new(service));
     let binding = js::get(env, PAGES_BINDING).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
     let kv = Rc::new(kv::WorkersKv::new(binding).map_err(|e| format!("KV binding {PAGES_BINDING}: {e} (see wrangler.toml)"))?);
     let jobs: Option<Rc<dyn crate::engine::jobs::JobQueue>> = match js::get(env, jobs::QUEUE_BINDING) {
@@ -289,11 +288,12 @@ fn isolate_bindings(env: &Env) -> std::result::Result<BindingParts, String> {
         *b.borrow_mut() = Some(Bindings {
             env: env.clone(),
             kv: kv.clone(),
+            origin: origin.clone(),
             jobs: jobs.clone(),
             coordinator: coordinator.clone(),
         })
     });
-    Ok((kv, jobs, coordinator))
+    Ok((kv, origin, jobs, coordinator))
 }
 
 fn isolate_site_with<E: std::fmt::Display + 'static>(make_site: fn() -> std::result::Result<Site, E>) -> Rc<LazySite> {

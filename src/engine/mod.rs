@@ -133,6 +133,12 @@ impl Isolate {
     }
 }
 
+thread_local! {
+    /// The site of an engine given none (every path proxied to `ORIGIN_URL`), made on first
+    /// use and shared: an engine is built per request, and a HIT should not allocate one.
+    static DEFAULT_SITE: Rc<LazySite> = Rc::new(LazySite::new(|| Rc::new(Site::new())));
+}
+
 /// The engine, built per request from the isolate's shared state and the request's bindings.
 pub struct Engine<S, O> {
     pub(crate) config: Rc<Config>,
@@ -187,7 +193,7 @@ impl<S: KvStore + 'static, O: Origin + 'static> Engine<S, O> {
             isolate,
             jobs: None,
             // Made on first use: an engine is built per request, and a HIT needs no site.
-            site: Rc::new(LazySite::new(|| Rc::new(Site::new()))),
+            site: DEFAULT_SITE.with(Rc::clone),
             purger: None,
             coordinator: None,
         }
